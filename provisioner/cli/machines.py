@@ -1,0 +1,119 @@
+"""`provisioner machines`: list, show, events. Reads the database directly (no daemon needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run
+
+__all__ = ["machine_table", "machines"]
+
+
+@click.group()
+def machines() -> None:
+    """Machines in the inventory and their lifecycle state."""
+
+
+def _age(since: datetime | None, now: datetime) -> str:
+    if since is None:
+        return "-"
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    seconds = int((now - since).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def machine_table(records: list[Any], last_events: dict[str, str] | None = None) -> Table:
+    """The machines table used by `machines list` and the live provisioning view."""
+    now = datetime.now(UTC)
+    table = Table("NAME", "CLUSTER", "ROLE", "STATE", "FOR", "IP", "MACS", "BMC", "LAST EVENT")
+    for m in records:
+        style = {"Provisioned": "green", "Failed": "red", "Discovered": "dim"}.get(m.state, "")
+        table.add_row(
+            m.name,
+            m.cluster or "-",
+            m.role,
+            f"[{style}]{m.state}[/{style}]" if style else m.state,
+            _age(m.state_since, now),
+            m.ip or "-",
+            ",".join(m.macs),
+            f"{m.bmc.driver}:{m.bmc.address}" if m.bmc else "-",
+            (last_events or {}).get(m.name, m.state_reason or ""),
+        )
+    return table
+
+
+def _public(record: Any) -> dict[str, Any]:  # noqa: ANN401 - a record dataclass
+    return dataclasses.asdict(record)
+
+
+@machines.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--cluster", help="Only machines of this cluster.")
+@click.option("--state", "wanted_state", help="Only machines in this state.")
+@pass_state
+def list_(state: CliState, as_json: bool, cluster: str | None, wanted_state: str | None) -> None:
+    """List machines with their state."""
+    records = run(state.with_store(lambda st: st.list_machines()))
+    records = [
+        r
+        for r in records
+        if (cluster is None or r.cluster == cluster) and (wanted_state is None or r.state == wanted_state)
+    ]
+    if as_json:
+        emit_json([_public(r) for r in records])
+        return
+    console.print(machine_table(records))
+
+
+@machines.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def show(state: CliState, name: str, as_json: bool) -> None:
+    """Show one machine (BMC passwords are never shown)."""
+    record = run(state.with_store(lambda st: st.get_machine(name)))
+    if record is None:
+        die(f"no machine named {name!r}")
+    data = _public(record)
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        shown = value
+        if key == "bmc" and value is not None:
+            shown = {k: v for k, v in value.items() if v not in (None, "", {})}
+        console.print(f"[bold]{key}[/bold]: {shown}", markup=True, soft_wrap=True)
+
+
+@machines.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True)
+@pass_state
+def events(state: CliState, name: str, as_json: bool, limit: int) -> None:
+    """Show a machine's events, newest first."""
+    rows = run(state.with_store(lambda st: st.list_events(machine=name, limit=limit)))
+    if as_json:
+        emit_json([dataclasses.asdict(r) for r in rows])
+        return
+    table = Table("ID", "AT", "KIND", "SEVERITY", "ACTOR", "MESSAGE")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.at.isoformat(timespec="seconds"),
+            r.kind,
+            r.severity,
+            r.actor,
+            r.message or str(r.data),
+        )
+    console.print(table)

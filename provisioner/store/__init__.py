@@ -1,0 +1,1 @@
+"""The database: tables, migrations, the Store interface, secrets at rest."""

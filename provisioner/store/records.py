@@ -1,0 +1,112 @@
+"""Plain, frozen records the store hands out (no ORM objects escape the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from provisioner.model import MachineState, MachineSummary, Role
+
+__all__ = ["BmcInfo", "ClusterRecord", "DiscoveredRecord", "EventRecord", "MachineRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class BmcInfo:
+    """A BMC as shown to people: everything but the password."""
+
+    driver: str
+    address: str = ""
+    port: int | None = None
+    username: str = ""
+    password_ref: str = ""
+    has_password: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineRecord:
+    """One machine with its NICs and BMC (password excluded)."""
+
+    name: str
+    macs: tuple[str, ...]
+    cluster: str | None = None
+    role: str = "worker"
+    uuid: str | None = None
+    serial: str | None = None
+    ip: str | None = None
+    hostname: str | None = None
+    install_disk: str | None = None
+    arch: str = "amd64"
+    labels: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+    state: str = MachineState.REGISTERED.value
+    desired: str = "none"
+    state_reason: str = ""
+    state_since: datetime | None = None
+    attempts: int = 0
+    installed: bool = False
+    owner: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    bmc: BmcInfo | None = None
+
+    def summary(self) -> MachineSummary:
+        """The hot-path view of this machine."""
+        return MachineSummary(
+            name=self.name,
+            macs=self.macs,
+            uuid=self.uuid,
+            serial=self.serial,
+            cluster=self.cluster,
+            role=Role(self.role),
+            ip=self.ip,
+            hostname=self.hostname or self.name,
+            state=MachineState(self.state),
+            desired=self.desired,
+            pxe_allowed=bool(self.spec.get("pxe", True)),
+            boot_from_disk=self.installed and self.state == MachineState.PROVISIONED.value,
+            labels=tuple(sorted((str(k), str(v)) for k, v in self.labels.items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRecord:
+    """A cluster as stored (secrets excluded; see `Store.get_cluster_secrets`)."""
+
+    name: str
+    talos_version: str
+    kubernetes_version: str
+    endpoint: str
+    asset_set: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    has_secrets: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One row of the audit log."""
+
+    id: int
+    at: datetime
+    kind: str
+    machine: str | None
+    severity: str
+    actor: str
+    message: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredRecord:
+    """A machine seen on the network that the inventory does not know."""
+
+    mac: str
+    uuid: str | None
+    serial: str | None
+    arch: str | None
+    vendor_class: str
+    source: str
+    seen_count: int
+    first_seen: datetime
+    last_seen: datetime

@@ -1,0 +1,410 @@
+"""The Store: the narrow async interface over the database that the rest of the code uses.
+
+No ORM object leaves this module: callers get frozen records. Each method is one
+transaction. A state change and its event row are written in the same transaction, so
+the audit log never misses a transition that happened (and never records one that did not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from provisioner.events import Event, utcnow
+from provisioner.store.crypto import SecretBox, load_or_create_key
+from provisioner.store.db import make_engine
+from provisioner.store.records import (
+    BmcInfo,
+    ClusterRecord,
+    DiscoveredRecord,
+    EventRecord,
+    MachineRecord,
+)
+from provisioner.store.tables import (
+    BmcRow,
+    ClusterRow,
+    DiscoveredRow,
+    EventRow,
+    LeaseRow,
+    MachineRow,
+    NicRow,
+)
+
+__all__ = ["Store", "bmc_context", "cluster_context", "event_row"]
+
+MAX_EVENT_PAGE = 1000
+
+
+def bmc_context(machine: str) -> str:
+    """The associated-data label binding a BMC password ciphertext to its machine."""
+    return f"bmc:{machine}"
+
+
+def cluster_context(cluster: str) -> str:
+    """The associated-data label binding a secrets bundle ciphertext to its cluster."""
+    return f"cluster:{cluster}"
+
+
+def event_row(event: Event) -> EventRow:
+    """The table row for an event."""
+    return EventRow(
+        at=event.at,
+        kind=event.kind,
+        machine=event.machine,
+        severity=event.severity.value,
+        actor=event.actor,
+        message=event.message,
+        data=dict(event.data),
+    )
+
+
+def _bmc_info(row: BmcRow | None) -> BmcInfo | None:
+    if row is None:
+        return None
+    return BmcInfo(
+        driver=row.driver,
+        address=row.address,
+        port=row.port,
+        username=row.username,
+        password_ref=row.password_ref,
+        has_password=row.password_enc is not None,
+        options=dict(row.options),
+    )
+
+
+def machine_record(row: MachineRow, macs: Sequence[str], bmc: BmcRow | None) -> MachineRecord:
+    """A frozen record from the rows of one machine."""
+    return MachineRecord(
+        name=row.name,
+        macs=tuple(macs),
+        cluster=row.cluster,
+        role=row.role,
+        uuid=row.uuid,
+        serial=row.serial,
+        ip=row.ip,
+        hostname=row.hostname,
+        install_disk=row.install_disk,
+        arch=row.arch,
+        labels=dict(row.labels),
+        spec=dict(row.spec),
+        state=row.state,
+        desired=row.desired,
+        state_reason=row.state_reason,
+        state_since=row.state_since,
+        attempts=row.attempts,
+        installed=row.installed,
+        owner=row.owner,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        bmc=_bmc_info(bmc),
+    )
+
+
+class Store:
+    """Async access to machines, clusters, events, leases and secrets."""
+
+    def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
+        self.engine = engine
+        self.box = box
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, state_dir: Path) -> Store:
+        """A store on `url`, with the secret key from `state_dir` (or the environment)."""
+        return cls(make_engine(url), SecretBox(load_or_create_key(state_dir)))
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed on success, rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    # -- machines ---------------------------------------------------------------------
+
+    async def _records(self, session: AsyncSession, names: Sequence[str] | None) -> list[MachineRecord]:
+        query = select(MachineRow).order_by(col(MachineRow.name))
+        if names is not None:
+            query = query.where(col(MachineRow.name).in_(list(names)))
+        rows = list((await session.execute(query)).scalars())
+        ids = [r.id for r in rows]
+        nics: dict[int, list[str]] = {}
+        for nic in (
+            await session.execute(
+                select(NicRow).where(col(NicRow.machine_id).in_(ids)).order_by(col(NicRow.position))
+            )
+        ).scalars():
+            nics.setdefault(nic.machine_id, []).append(nic.mac)
+        bmcs = {
+            b.machine_id: b
+            for b in (await session.execute(select(BmcRow).where(col(BmcRow.machine_id).in_(ids)))).scalars()
+        }
+        return [machine_record(r, nics.get(r.id or 0, []), bmcs.get(r.id or 0)) for r in rows]
+
+    async def list_machines(self) -> list[MachineRecord]:
+        """Every machine, by name."""
+        async with self.session() as session:
+            return await self._records(session, None)
+
+    async def get_machine(self, name: str) -> MachineRecord | None:
+        """One machine, or None."""
+        async with self.session() as session:
+            found = await self._records(session, [name])
+        return found[0] if found else None
+
+    async def transition(
+        self,
+        name: str,
+        to_state: str,
+        *,
+        reason: str = "",
+        expect: Sequence[str] | None = None,
+        event: Event | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a machine to `to_state` if it is in one of `expect` (compare-and-set).
+
+        Returns False (and writes nothing) when another actor moved it first: with
+        several daemon instances on one database, this is what keeps a machine's run
+        single-threaded.
+        """
+        now = utcnow()
+        values: dict[str, Any] = {
+            "state": to_state,
+            "state_reason": reason,
+            "state_since": now,
+            "updated_at": now,
+            **(fields or {}),
+        }
+        query = update(MachineRow).where(col(MachineRow.name) == name)
+        if expect is not None:
+            query = query.where(col(MachineRow.state).in_(list(expect)))
+        async with self.session() as session:
+            result = await session.execute(query.values(**values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if event is not None:
+                session.add(event_row(event))
+        return True
+
+    async def update_machine(self, name: str, *, event: Event | None = None, **fields: Any) -> bool:  # noqa: ANN401
+        """Set plain fields of a machine (desired, attempts, owner, last_seen, ...)."""
+        fields["updated_at"] = utcnow()
+        async with self.session() as session:
+            result = await session.execute(
+                update(MachineRow).where(col(MachineRow.name) == name).values(**fields)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if event is not None:
+                session.add(event_row(event))
+        return True
+
+    async def bmc_password(self, name: str) -> str | None:
+        """The decrypted BMC password of a machine, for one call. Never log the result."""
+        async with self.session() as session:
+            row = (
+                await session.execute(select(BmcRow).join(MachineRow).where(col(MachineRow.name) == name))
+            ).scalar_one_or_none()
+        if row is None or row.password_enc is None:
+            return None
+        return self.box.open_text(row.password_enc, bmc_context(name))
+
+    # -- clusters ---------------------------------------------------------------------
+
+    @staticmethod
+    def _cluster_record(row: ClusterRow) -> ClusterRecord:
+        return ClusterRecord(
+            name=row.name,
+            talos_version=row.talos_version,
+            kubernetes_version=row.kubernetes_version,
+            endpoint=row.endpoint,
+            asset_set=row.asset_set,
+            spec=dict(row.spec),
+            has_secrets=row.secrets_enc is not None,
+        )
+
+    async def list_clusters(self) -> list[ClusterRecord]:
+        """Every cluster, by name."""
+        async with self.session() as session:
+            rows = (await session.execute(select(ClusterRow).order_by(col(ClusterRow.name)))).scalars()
+            return [self._cluster_record(r) for r in rows]
+
+    async def get_cluster(self, name: str) -> ClusterRecord | None:
+        """One cluster, or None."""
+        async with self.session() as session:
+            row = (
+                await session.execute(select(ClusterRow).where(col(ClusterRow.name) == name))
+            ).scalar_one_or_none()
+            return None if row is None else self._cluster_record(row)
+
+    async def put_cluster_secrets(self, name: str, bundle: bytes, *, actor: str = "cli") -> bool:
+        """Store a cluster's secrets bundle encrypted. False if the cluster does not exist."""
+        blob = self.box.seal(bundle, cluster_context(name))
+        event = Event(kind="cluster.secrets", at=utcnow(), actor=actor, data={"cluster": name})
+        async with self.session() as session:
+            result = await session.execute(
+                update(ClusterRow)
+                .where(col(ClusterRow.name) == name)
+                .values(secrets_enc=blob, updated_at=utcnow())
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(event_row(event))
+        return True
+
+    async def get_cluster_secrets(self, name: str) -> bytes | None:
+        """The decrypted secrets bundle of a cluster, or None if it has none."""
+        async with self.session() as session:
+            blob = (
+                await session.execute(select(col(ClusterRow.secrets_enc)).where(col(ClusterRow.name) == name))
+            ).scalar_one_or_none()
+        return None if blob is None else self.box.open(blob, cluster_context(name))
+
+    # -- events -----------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        """Insert events in one transaction (the event writer's group commit)."""
+        if not events:
+            return
+        async with self.session() as session:
+            session.add_all([event_row(e) for e in events])
+
+    async def list_events(
+        self,
+        *,
+        machine: str | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[EventRecord]:
+        """Newest first; page with `before_id` (the last id of the previous page)."""
+        query = select(EventRow).order_by(col(EventRow.id).desc())
+        if machine is not None:
+            query = query.where(col(EventRow.machine) == machine)
+        if kind is not None:
+            # A trailing dot selects a family: "dhcp." matches dhcp.ack, dhcp.offer, ...
+            query = query.where(
+                col(EventRow.kind).startswith(kind) if kind.endswith(".") else col(EventRow.kind) == kind
+            )
+        if severity is not None:
+            query = query.where(col(EventRow.severity) == severity)
+        if since is not None:
+            query = query.where(col(EventRow.at) >= since)
+        if before_id is not None:
+            query = query.where(col(EventRow.id) < before_id)
+        query = query.limit(max(1, min(limit, MAX_EVENT_PAGE)))
+        async with self.session() as session:
+            rows = (await session.execute(query)).scalars()
+            return [
+                EventRecord(
+                    id=r.id or 0,
+                    at=r.at,
+                    kind=r.kind,
+                    machine=r.machine,
+                    severity=r.severity,
+                    actor=r.actor,
+                    message=r.message,
+                    data=dict(r.data),
+                )
+                for r in rows
+            ]
+
+    # -- discovered machines and leases -----------------------------------------------
+
+    async def record_discovered(
+        self,
+        mac: str,
+        *,
+        uuid: str | None = None,
+        serial: str | None = None,
+        arch: str | None = None,
+        vendor_class: str = "",
+        source: str = "",
+    ) -> None:
+        """Upsert a Discovered machine (first/last seen, count)."""
+        now = utcnow()
+        async with self.session() as session:
+            row = (
+                await session.execute(select(DiscoveredRow).where(col(DiscoveredRow.mac) == mac))
+            ).scalar_one_or_none()
+            if row is None:
+                session.add(
+                    DiscoveredRow(
+                        mac=mac,
+                        uuid=uuid,
+                        serial=serial,
+                        arch=arch,
+                        vendor_class=vendor_class[:255],
+                        source=source,
+                        first_seen=now,
+                        last_seen=now,
+                    )
+                )
+                session.add(
+                    event_row(
+                        Event(
+                            kind="machine.discovered", at=now, data={"mac": mac, "uuid": uuid, "arch": arch}
+                        )
+                    )
+                )
+            else:
+                row.last_seen = now
+                row.seen_count += 1
+                row.uuid = uuid or row.uuid
+                row.serial = serial or row.serial
+                row.arch = arch or row.arch
+
+    async def list_discovered(self) -> list[DiscoveredRecord]:
+        """Every discovered machine, most recently seen first."""
+        async with self.session() as session:
+            rows = (
+                await session.execute(select(DiscoveredRow).order_by(col(DiscoveredRow.last_seen).desc()))
+            ).scalars()
+            return [
+                DiscoveredRecord(
+                    mac=r.mac,
+                    uuid=r.uuid,
+                    serial=r.serial,
+                    arch=r.arch,
+                    vendor_class=r.vendor_class,
+                    source=r.source,
+                    seen_count=r.seen_count,
+                    first_seen=r.first_seen,
+                    last_seen=r.last_seen,
+                )
+                for r in rows
+            ]
+
+    async def list_leases(self) -> list[dict[str, Any]]:
+        """Every lease row as a plain dict, by address."""
+        async with self.session() as session:
+            rows = (await session.execute(select(LeaseRow).order_by(col(LeaseRow.ip)))).scalars()
+            return [
+                {
+                    "ip": r.ip,
+                    "mac": r.mac,
+                    "hostname": r.hostname,
+                    "state": r.state,
+                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                    "machine": r.machine,
+                }
+                for r in rows
+            ]
+
+    async def count_events(self) -> int:
+        """How many events the log holds."""
+        async with self.session() as session:
+            return int((await session.execute(select(func.count()).select_from(EventRow))).scalar_one())
