@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -30,6 +30,7 @@ from provisioner.store.records import (
 from provisioner.store.tables import (
     BmcRow,
     ClusterRow,
+    ConfigTokenRow,
     DiscoveredRow,
     EventRow,
     LeaseRow,
@@ -209,6 +210,54 @@ class Store:
             if event is not None:
                 session.add(event_row(event))
         return True
+
+    async def claim(self, name: str, instance: str, *, stale_after_s: float) -> bool:
+        """Take (or keep) the right to drive a machine's run.
+
+        With several daemons on one database, only the claim holder acts on a machine;
+        a claim not renewed for `stale_after_s` (its daemon died) can be taken over.
+        """
+        now = utcnow()
+        stale = now - timedelta(seconds=stale_after_s)
+        query = (
+            update(MachineRow)
+            .where(col(MachineRow.name) == name)
+            .where(
+                or_(
+                    col(MachineRow.owner).is_(None),
+                    col(MachineRow.owner) == instance,
+                    col(MachineRow.updated_at) < stale,
+                )
+            )
+            .values(owner=instance, updated_at=now)
+        )
+        async with self.session() as session:
+            result = await session.execute(query)
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def release_machine(self, name: str, macs: Sequence[str], *, event: Event | None = None) -> int:
+        """Deprovisioning: release the machine's leases and revoke its config tokens.
+
+        Returns how many leases were released. The DHCP service drops released leases
+        from its cache when it sees them (or on restart); the addresses stay reserved
+        to the machine by the inventory either way.
+        """
+        async with self.session() as session:
+            result = await session.execute(
+                update(LeaseRow)
+                .where(col(LeaseRow.mac).in_(list(macs)))
+                .where(col(LeaseRow.state).in_(["bound", "offered"]))
+                .values(state="released", updated_at=utcnow())
+            )
+            await session.execute(
+                update(ConfigTokenRow)
+                .where(col(ConfigTokenRow.machine) == name)
+                .where(col(ConfigTokenRow.revoked).is_(False))
+                .values(revoked=True)
+            )
+            if event is not None:
+                session.add(event_row(event))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def bmc_password(self, name: str) -> str | None:
         """The decrypted BMC password of a machine, for one call. Never log the result."""

@@ -1,0 +1,158 @@
+"""The machine lifecycle as a transition table (pure: no I/O, no clock).
+
+Theory of operation
+-------------------
+A provisioning run moves one machine through these states, each a stage with its own
+timeout and a signal that ends it:
+
+    Registered --provision--> PoweringOn          set next boot = PXE (once), power on
+    PoweringOn --powered_on--> Netbooting         BMC accepted both calls (or: manual power)
+    Netbooting --config_served--> ConfigServed    DHCP, iPXE script, then the one config fetch
+    ConfigServed --trusted--> Trusted             the node's API port presents a certificate
+                                                  chained to the cluster's OS CA
+    Trusted --settled--> Provisioned              recorded as installed: only now may a PXE
+                                                  boot of it answer "boot from disk"
+
+Any active stage may end in `Failed` (timeout or error, with the reason). A failed run is
+retried from PoweringOn with exponential backoff while attempts remain; then it stays
+Failed until an operator asks again. This is what keeps the field's wipe/boot loops away
+(Sidero #1321, Omni bare-metal #37): a retry is counted, bounded and recorded.
+
+`deprovision` from any state goes through Deprovisioning (power off, release the lease,
+revoke tokens) back to Registered. `reprovision` is deprovision followed by provision in
+one request: the installed flag is cleared first, so the machine netboots again instead
+of booting its old disk (Sidero #961 in reverse).
+
+Rule 1: every move of `MachineState` goes through `next_state`; an illegal move raises
+`IllegalTransition`, which is our bug (a LocalProtocolError in h11's terms), never the
+machine's.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from provisioner.model import MachineState as S
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CONFIG_DELIVERY_STATES",
+    "TRANSITIONS",
+    "IllegalTransitionError",
+    "Signal",
+    "StageTimeouts",
+    "is_legal",
+    "next_state",
+    "retry_delay",
+    "stage_timeout",
+]
+
+
+class Signal(enum.StrEnum):
+    """What can happen to a machine."""
+
+    PROVISION = "provision"  # operator asked (desired = provisioned)
+    POWERED_ON = "powered_on"  # BMC set PXE once and powered on (or manual power requested)
+    CONFIG_SERVED = "config_served"  # the machine fetched its config (web layer)
+    TRUSTED = "trusted"  # the node presented a certificate chained to the OS CA
+    SETTLED = "settled"  # recorded as installed
+    FAILED = "failed"  # a stage timed out or errored
+    RETRY = "retry"  # backoff over, attempts remain
+    DEPROVISION = "deprovision"  # operator asked (desired = deprovisioned)
+    DEPROVISIONED = "deprovisioned"  # power off + lease release + token revocation done
+    DISCOVERED = "discovered"  # inventory registers a discovered machine
+
+
+# (state, signal) -> new state. Anything absent is illegal.
+TRANSITIONS: dict[tuple[S, Signal], S] = {
+    (S.DISCOVERED, Signal.DISCOVERED): S.REGISTERED,
+    (S.REGISTERED, Signal.PROVISION): S.POWERING_ON,
+    (S.PROVISIONED, Signal.PROVISION): S.POWERING_ON,  # reprovision
+    (S.FAILED, Signal.PROVISION): S.POWERING_ON,  # operator asked again: attempts reset
+    (S.FAILED, Signal.RETRY): S.POWERING_ON,
+    (S.POWERING_ON, Signal.POWERED_ON): S.NETBOOTING,
+    (S.NETBOOTING, Signal.CONFIG_SERVED): S.CONFIG_SERVED,
+    (S.CONFIG_SERVED, Signal.TRUSTED): S.TRUSTED,
+    (S.TRUSTED, Signal.SETTLED): S.PROVISIONED,
+    (S.POWERING_ON, Signal.FAILED): S.FAILED,
+    (S.NETBOOTING, Signal.FAILED): S.FAILED,
+    (S.CONFIG_SERVED, Signal.FAILED): S.FAILED,
+    (S.TRUSTED, Signal.FAILED): S.FAILED,
+    (S.DEPROVISIONING, Signal.FAILED): S.FAILED,
+    (S.DEPROVISIONING, Signal.DEPROVISIONED): S.REGISTERED,
+}
+for _state in (
+    S.REGISTERED,
+    S.POWERING_ON,
+    S.NETBOOTING,
+    S.CONFIG_SERVED,
+    S.TRUSTED,
+    S.PROVISIONED,
+    S.FAILED,
+):
+    TRANSITIONS[(_state, Signal.DEPROVISION)] = S.DEPROVISIONING
+
+ACTIVE_STATES = frozenset({S.POWERING_ON, S.NETBOOTING, S.CONFIG_SERVED, S.TRUSTED, S.DEPROVISIONING})
+"""States in which the reconciler is driving the machine and a stage clock runs."""
+
+CONFIG_DELIVERY_STATES = frozenset({S.NETBOOTING})
+"""States in which a machine may fetch its config (the provisioning window)."""
+
+
+class IllegalTransitionError(Exception):
+    """A move the table does not allow: a bug in the caller."""
+
+
+def next_state(state: S, signal: Signal) -> S:
+    """The state after `signal` in `state`; raises IllegalTransitionError."""
+    try:
+        return TRANSITIONS[(state, signal)]
+    except KeyError:
+        msg = f"no transition from {state.value} on {signal.value}"
+        raise IllegalTransitionError(msg) from None
+
+
+def is_legal(state: S, signal: Signal) -> bool:
+    """True if `signal` may happen in `state`."""
+    return (state, signal) in TRANSITIONS
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimeouts:
+    """How long each stage may take before the run fails (seconds), and the retry policy.
+
+    Defaults suit real servers (POST alone can take minutes); the lab uses shorter ones.
+    """
+
+    powering_on: float = 120.0
+    dhcp: float = 600.0
+    """Netbooting, until the first DHCP request of the machine."""
+    script: float = 300.0
+    """Netbooting, from DHCP until the machine fetched its iPXE script."""
+    config: float = 900.0
+    """Netbooting, from the script until the config fetch (kernel + initramfs download)."""
+    trust: float = 1800.0
+    """ConfigServed, until the node presents its certificate (install + first boot)."""
+    deprovisioning: float = 120.0
+    max_attempts: int = 3
+    retry_base_s: float = 30.0
+    retry_max_s: float = 900.0
+
+
+def stage_timeout(state: S, timeouts: StageTimeouts) -> float | None:
+    """The time budget of a whole stage (Netbooting: the sum of its three waits)."""
+    return {
+        S.POWERING_ON: timeouts.powering_on,
+        S.NETBOOTING: timeouts.dhcp + timeouts.script + timeouts.config,
+        S.CONFIG_SERVED: timeouts.trust,
+        S.TRUSTED: timeouts.trust,
+        S.DEPROVISIONING: timeouts.deprovisioning,
+    }.get(state)
+
+
+def retry_delay(attempts: int, timeouts: StageTimeouts) -> float | None:
+    """Seconds to wait before attempt `attempts + 1`, or None when no attempt remains."""
+    if attempts >= timeouts.max_attempts:
+        return None
+    return float(min(timeouts.retry_max_s, timeouts.retry_base_s * (2 ** max(0, attempts - 1))))
