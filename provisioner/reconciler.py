@@ -232,10 +232,8 @@ class Reconciler:
             return
         start = _aware(script_at) or since
         if (utcnow() - start).total_seconds() > t.config:
-            await self._fail(
-                m,
-                f"fetched its iPXE script but not its config within {t.config:.0f}s (kernel/initramfs boot failed?)",
-            )
+            reason = f"fetched its iPXE script but not its config within {t.config:.0f}s"
+            await self._fail(m, reason + " (kernel/initramfs boot failed?)")
 
     async def _check_trust(self, m: MachineRecord) -> None:
         loop = asyncio.get_running_loop()
