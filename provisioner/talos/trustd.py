@@ -1,0 +1,235 @@
+"""trustd: Talos's certificate-signing service, ``securityapi.SecurityService/Certificate``.
+
+A joining Talos machine dials trustd (TCP 50001) over TLS, checks the server certificate
+against the OS CA certificate in its own config, sends its ``machine.token`` as gRPC
+metadata ``token`` and a PEM CSR; trustd answers with the OS CA certificate and a
+certificate for the CSR's key: server-auth usage only, Organization removed (so it can
+never act as a client with a role), valid 24 hours.  Same policy as Talos's own trustd.
+
+Several clusters can share one server: the resolver maps a token to the cluster whose
+machine token it is.  TLS note: a client that dials an IP sends no SNI, so the listener
+presents the first server identity; serve one listener per cluster when clients verify
+against different OS CAs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn, Protocol
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from provisioner.talos.pki import CertAndKey, LeafSpec, issue_from_csr, issue_leaf, subject_name
+from provisioner.talos.secrets import SecretsBundle
+from provisioner.talos.wire import CertificateResponse, WireError, decode_request, encode_response
+
+__all__ = [
+    "SERVICE",
+    "CSRError",
+    "StaticResolver",
+    "TrustdResolver",
+    "TrustdServer",
+    "server_identity",
+    "sign_csr",
+    "start_trustd",
+]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "securityapi.SecurityService"
+METHOD = "Certificate"
+TRUSTD_PORT = 50001
+# Talos: DefaultCertificateValidityDuration for certificates trustd issues.
+ISSUED_VALIDITY = timedelta(hours=24)
+SERVER_IDENTITY_VALIDITY = timedelta(days=365)
+
+
+class CSRError(ValueError):
+    """The certificate signing request is not a valid, self-signed PEM CSR."""
+
+
+def sign_csr(csr_pem: bytes, os_ca: CertAndKey, now: datetime) -> bytes:
+    """Sign a node's CSR with the OS CA under trustd's policy; returns the PEM certificate."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        msg = f"failed to parse CSR: {exc}"
+        raise CSRError(msg) from exc
+    if not csr.is_signature_valid:
+        msg = "CSR signature is invalid"
+        raise CSRError(msg)
+    # Keep the subject but drop Organization: in Talos, O carries API roles.
+    subject = x509.Name([attr for attr in csr.subject if attr.oid != NameOID.ORGANIZATION_NAME])
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = x509.SubjectAlternativeName([])
+    spec = LeafSpec(
+        subject=subject,
+        validity=ISSUED_VALIDITY,
+        server_auth=True,
+        dns_names=tuple(sans.get_values_for_type(x509.DNSName)),
+        ip_addresses=tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
+    )
+    try:
+        return issue_from_csr(os_ca, csr, spec, now)
+    except TypeError as exc:
+        raise CSRError(str(exc)) from exc
+
+
+def server_identity(os_ca: CertAndKey, names: Sequence[str], now: datetime) -> CertAndKey:
+    """A TLS server certificate for trustd signed by the OS CA, naming ``names`` (IPs/hosts)."""
+    ips, hosts = [], []
+    for name in names:
+        try:
+            ips.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            hosts.append(name)
+    spec = LeafSpec(
+        subject=subject_name(common_name="trustd"),
+        validity=SERVER_IDENTITY_VALIDITY,
+        server_auth=True,
+        dns_names=tuple(hosts),
+        ip_addresses=tuple(ips),
+    )
+    return issue_leaf(os_ca, spec, now, kind="ecdsa")
+
+
+class TrustdResolver(Protocol):
+    """Where trustd finds clusters: the TLS identities to present and token -> OS CA."""
+
+    def server_identities(self) -> Sequence[CertAndKey]:
+        """TLS server certificates (with keys) to present; the first is the default."""
+        ...
+
+    def resolve(self, token: str) -> CertAndKey | Awaitable[CertAndKey | None] | None:
+        """The OS CA (cert and key) of the cluster whose machine token is ``token``."""
+        ...
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StaticResolver:
+    """A resolver over a fixed set of clusters (tests, and a daemon that reloads it)."""
+
+    clusters: tuple[SecretsBundle, ...]
+    identities: tuple[CertAndKey, ...]
+
+    @classmethod
+    def from_bundles(
+        cls, bundles: Sequence[SecretsBundle], names: Sequence[str], now: datetime
+    ) -> StaticResolver:
+        """Issue one server identity per cluster naming ``names`` (listen IPs/hostnames)."""
+        identities = tuple(server_identity(bundle.os, names, now) for bundle in bundles)
+        return cls(tuple(bundles), identities)
+
+    def server_identities(self) -> Sequence[CertAndKey]:
+        """The per-cluster TLS server certificates."""
+        return self.identities
+
+    def resolve(self, token: str) -> CertAndKey | None:
+        """Compare against every cluster's token in constant time (no early exit)."""
+        found = None
+        offered = _digest(token)
+        for bundle in self.clusters:
+            if hmac.compare_digest(offered, _digest(bundle.trustd_token)) and found is None:
+                found = bundle.os
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class TrustdServer:
+    """A running trustd listener."""
+
+    server: grpc.aio.Server
+    port: int
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving; in-flight calls get ``grace`` seconds."""
+        await self.server.stop(grace)
+
+
+def _token(context: grpc.aio.ServicerContext[bytes, bytes]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "token":
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[bytes, bytes], code: grpc.StatusCode, details: str
+) -> NoReturn:
+    await context.abort(code, details)
+    msg = "grpc abort() returned"  # abort() raises; this only satisfies the type checker
+    raise AssertionError(msg)
+
+
+def _handler(resolver: TrustdResolver, clock: Callable[[], datetime]) -> grpc.GenericRpcHandler:
+    async def certificate(
+        request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> CertificateResponse:
+        token = _token(context)
+        resolved = resolver.resolve(token) if token else None
+        os_ca = await resolved if inspect.isawaitable(resolved) else resolved
+        if os_ca is None:
+            log.info("trustd: rejected request from %s: invalid or missing token", context.peer())
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+        try:
+            crt = sign_csr(decode_request(request).csr, os_ca, clock())
+        except (WireError, CSRError) as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("trustd: signed a certificate for %s", context.peer())
+        return CertificateResponse(ca=os_ca.crt, crt=crt)
+
+    # The request stays raw bytes (no deserializer) so that a malformed message becomes
+    # INVALID_ARGUMENT from the handler rather than an opaque INTERNAL from grpc.
+    method = grpc.unary_unary_rpc_method_handler(certificate, response_serializer=encode_response)
+    return grpc.method_handlers_generic_handler(SERVICE, {METHOD: method})
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def start_trustd(
+    listen_host: str,
+    port: int,
+    resolver: TrustdResolver,
+    clock: Callable[[], datetime] = _utc_now,
+) -> TrustdServer:
+    """Start trustd on ``listen_host:port`` (port 0 picks a free one) over TLS."""
+    identities = resolver.server_identities()
+    if not identities:
+        msg = "trustd needs at least one server identity"
+        raise ValueError(msg)
+    pairs = [(_pkcs8(identity.key), identity.crt) for identity in identities]
+    credentials = grpc.ssl_server_credentials(pairs)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((_handler(resolver, clock),))
+    bound = server.add_secure_port(f"{listen_host}:{port}", credentials)
+    await server.start()
+    log.info("trustd listening on %s:%d", listen_host, bound)
+    return TrustdServer(server, bound)
+
+
+def _pkcs8(key_pem: bytes) -> bytes:
+    # gRPC's TLS stack reads PKCS#8 and SEC1, not Talos's "ED25519 PRIVATE KEY" label.
+    key = serialization.load_pem_private_key(key_pem.replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"), None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
