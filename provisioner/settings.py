@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "DhcpSettings",
     "HttpSettings",
+    "LifecycleSettings",
     "PowerSettings",
     "Settings",
     "SettingsError",
@@ -210,6 +211,26 @@ class TrustdSettings(_Section):
         return _host_port(self.listen)
 
 
+class LifecycleSettings(_Section):
+    """`[lifecycle]`: how long each provisioning stage may take, and the retry policy."""
+
+    powering_on_s: Annotated[float, Field(gt=0)] = 120.0
+    dhcp_s: Annotated[float, Field(gt=0)] = 600.0
+    """From power-on until the machine's first DHCP request."""
+    script_s: Annotated[float, Field(gt=0)] = 300.0
+    """From DHCP until the machine fetches its iPXE script."""
+    config_s: Annotated[float, Field(gt=0)] = 900.0
+    """From the iPXE script until the config fetch (kernel and initramfs download and boot)."""
+    trust_s: Annotated[float, Field(gt=0)] = 1800.0
+    """From the config fetch until the node presents a trusted certificate (install + boot)."""
+    deprovisioning_s: Annotated[float, Field(gt=0)] = 120.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    retry_base_s: Annotated[float, Field(ge=0)] = 30.0
+    retry_max_s: Annotated[float, Field(ge=0)] = 900.0
+    interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    """How often the reconciler looks at the machines."""
+
+
 class Settings(_Section):
     """Everything the daemon and the CLI need to know, frozen."""
 
@@ -223,6 +244,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     power: PowerSettings = PowerSettings()
     trustd: TrustdSettings = TrustdSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @property
     def db_url(self) -> str:

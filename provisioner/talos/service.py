@@ -1,0 +1,121 @@
+"""The daemon's Talos parts: config rendering for the web layer, trustd, the trust check.
+
+- `config_service` registers `rt.services["config_renderer"]`: the web layer's config
+  endpoint calls it to render and validate a machine's config at the moment it is served.
+- `trustd_service` runs trustd on `[trustd] listen` for the clusters whose secrets are in
+  the database (loaded at start: restart the daemon after adding a cluster's secrets).
+  Talos dials trustd by IP without a server name, so one listener presents one TLS
+  identity: with several clusters, the first by name is presented (and a warning logged);
+  run one daemon per cluster, or one trustd listener per cluster, in that case.
+- `make_trust_checker` gives the reconciler its "is this node trusted?" question.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from provisioner.daemon import Runtime
+from provisioner.reconciler import TrustVerdict
+from provisioner.store.records import ClusterRecord, MachineRecord
+from provisioner.store.repository import Store
+from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
+from provisioner.talos.secrets import SecretsBundle
+from provisioner.talos.trustcheck import check_trusted
+from provisioner.talos.trustd import StaticResolver, TrustdServer, start_trustd
+
+__all__ = ["TALOS_API_PORT", "config_service", "make_trust_checker", "trustd_service"]
+
+log = logging.getLogger(__name__)
+
+TALOS_API_PORT = 50000
+TRUST_CHECK_TIMEOUT_S = 3.0
+
+
+@asynccontextmanager
+async def config_service(rt: Runtime) -> AsyncIterator[None]:
+    """Register the config renderer the web layer's /config endpoint calls."""
+
+    async def render(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
+        return await render_machine_config(rt.store, machine, cluster)
+
+    rt.services["config_renderer"] = render
+    try:
+        yield
+    finally:
+        rt.services.pop("config_renderer", None)
+
+
+async def _bundles(store: Store) -> list[tuple[str, SecretsBundle]]:
+    found = []
+    for cluster in await store.list_clusters():
+        if not cluster.has_secrets:
+            continue
+        try:
+            found.append((cluster.name, await load_secrets(store, cluster.name)))
+        except ConfigRenderError as exc:
+            log.warning("trustd skips cluster %s: %s", cluster.name, exc)
+    return found
+
+
+@asynccontextmanager
+async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
+    """Run trustd for the clusters with secrets (nothing to run without any)."""
+    settings = rt.settings.trustd
+    bundles = await _bundles(rt.store) if settings.enabled else []
+    server: TrustdServer | None = None
+    if bundles:
+        host, port = settings.host_port
+        if len(bundles) > 1:
+            log.warning(
+                "trustd: %d clusters have secrets; presenting %s's identity (Talos sends no server name)",
+                len(bundles),
+                bundles[0][0],
+            )
+        names = sorted(
+            {host, *(_endpoint_host(c.endpoint) for c in await rt.store.list_clusters())} - {"0.0.0.0", ""}
+        )
+        resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
+        server = await start_trustd(host, port, resolver)
+        rt.services["trustd"] = server
+    elif settings.enabled:
+        log.info("trustd not started: no cluster has a secrets bundle yet")
+    try:
+        yield
+    finally:
+        rt.services.pop("trustd", None)
+        if server is not None:
+            await server.stop(grace=1.0)
+
+
+def _endpoint_host(endpoint: str) -> str:
+    rest = endpoint.split("://", 1)[-1]
+    return rest.rsplit(":", 1)[0].strip("[]/")
+
+
+def make_trust_checker(store: Store) -> Callable[[MachineRecord], Awaitable[TrustVerdict]]:
+    """The reconciler's trust question: is the node's API certificate one of our OS CA's."""
+
+    async def check(machine: MachineRecord) -> TrustVerdict:
+        if machine.cluster is None:
+            return TrustVerdict(ok=False, reason="machine has no cluster")
+        address = machine.ip or await _leased_address(store, machine)
+        if address is None:
+            return TrustVerdict(ok=False, reason="no known address (no static IP, no lease)")
+        try:
+            bundle = await load_secrets(store, machine.cluster)
+        except ConfigRenderError as exc:
+            return TrustVerdict(ok=False, reason=str(exc))
+        result = await check_trusted(address, TALOS_API_PORT, bundle.os.crt, address, TRUST_CHECK_TIMEOUT_S)
+        return TrustVerdict(ok=result.ok, reason=result.reason)
+
+    return check
+
+
+async def _leased_address(store: Store, machine: MachineRecord) -> str | None:
+    for lease in await store.list_leases():
+        if lease["mac"] in machine.macs and lease["state"] == "bound":
+            return str(lease["ip"])
+    return None
