@@ -28,7 +28,7 @@ lint: venv
 	$(BIN)/ruff format --check provisioner tests lab bench
 
 typecheck: venv
-	$(BIN)/mypy provisioner
+	$(BIN)/mypy provisioner lab
 
 unit: venv
 	$(BIN)/pytest tests/unit tests/inventory
