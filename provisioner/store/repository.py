@@ -259,6 +259,14 @@ class Store:
                 session.add(event_row(event))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
+    async def bmc_password_blob(self, name: str) -> bytes | None:
+        """The BMC password ciphertext of a machine (decrypt with `box` and `bmc_context`)."""
+        async with self.session() as session:
+            row = (
+                await session.execute(select(BmcRow).join(MachineRow).where(col(MachineRow.name) == name))
+            ).scalar_one_or_none()
+        return None if row is None else row.password_enc
+
     async def bmc_password(self, name: str) -> str | None:
         """The decrypted BMC password of a machine, for one call. Never log the result."""
         async with self.session() as session:

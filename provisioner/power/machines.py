@@ -1,0 +1,103 @@
+"""Power by machine name: resolves a machine's BMC from the store and runs the action.
+
+This is what the daemon registers as `rt.services["power"]`: the REST API calls
+`power_action(name, action, ...)`, the reconciler calls it as its `PowerPort`
+(`pxe_on`, `off`). The BMC password stays encrypted until the driver needs it
+(`Secret.lazy`), and is never part of a result, event or error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from provisioner.power.base import BmcCredentials, BootDevice, PowerAction, PowerState, Secret
+from provisioner.power.service import PowerResult, PowerService
+from provisioner.store.records import MachineRecord
+from provisioner.store.repository import Store, bmc_context
+
+__all__ = ["MachinePower", "PowerFailedError"]
+
+_API_ACTIONS = {
+    "on": PowerAction.ON,
+    "off": PowerAction.OFF,
+    "cycle": PowerAction.CYCLE,
+    "reset": PowerAction.RESET,
+    "status": PowerAction.STATUS,
+    "soft_off": PowerAction.SOFT_OFF,
+    "bootdev": PowerAction.SET_BOOT_DEVICE,
+}
+
+
+class PowerFailedError(Exception):
+    """A BMC call failed; the message says what to check (never a secret)."""
+
+
+class MachinePower:
+    """Power actions addressed by machine name or record."""
+
+    def __init__(self, store: Store, service: PowerService) -> None:
+        self._store = store
+        self._service = service
+
+    async def credentials(self, machine: MachineRecord) -> BmcCredentials:
+        """The machine's BMC credentials, password still sealed."""
+        if machine.bmc is None:
+            msg = f"machine {machine.name} has no BMC in the inventory"
+            raise LookupError(msg)
+        blob = await self._store.bmc_password_blob(machine.name)
+        box, context = self._store.box, bmc_context(machine.name)
+        password = Secret("") if blob is None else Secret.lazy(lambda: box.open_text(blob, context))
+        options = dict(machine.bmc.options)
+        options.setdefault("machine", machine.name)
+        return BmcCredentials(
+            driver=machine.bmc.driver,
+            address=machine.bmc.address,
+            port=machine.bmc.port,
+            username=machine.bmc.username,
+            password=password,
+            options=options,
+        )
+
+    async def _run(self, machine: MachineRecord, action: PowerAction, **kw: object) -> PowerResult:
+        creds = await self.credentials(machine)
+        result = await self._service.run(creds, action, machine=machine.name, **kw)  # type: ignore[arg-type]
+        if not result.ok:
+            raise PowerFailedError(result.message or f"{action} failed ({result.error_kind})")
+        return result
+
+    async def power_action(self, machine_name: str, action: str, **kw: object) -> Mapping[str, object]:
+        """The API's entry point (see provisioner.web.protocols.PowerService)."""
+        machine = await self._store.get_machine(machine_name)
+        if machine is None:
+            raise KeyError(machine_name)
+        if action not in _API_ACTIONS:
+            msg = f"unknown power action {action!r}"
+            raise ValueError(msg)
+        if action == "bootdev":
+            device = str(kw.get("device", "pxe"))
+            if device not in ("pxe", "disk"):
+                msg = "device must be pxe or disk"
+                raise ValueError(msg)
+            kw = {"device": BootDevice(device), "persistent": bool(kw.get("persistent", False))}
+        result = await self._run(machine, _API_ACTIONS[action], **kw)
+        out: dict[str, object] = {"ok": True, "bmc": result.bmc, "duration_s": round(result.duration_s, 3)}
+        if result.state is not None:
+            out["state"] = str(result.state)
+        return out
+
+    async def __call__(self, machine: MachineRecord, action: str) -> None:
+        """The reconciler's PowerPort: `pxe_on` or `off`."""
+        if action == "pxe_on":
+            await self._run(machine, PowerAction.SET_BOOT_DEVICE, device=BootDevice.PXE, persistent=False)
+            state = await self._state(machine)
+            # A machine that is already on must restart to take the one-time PXE boot.
+            await self._run(machine, PowerAction.RESET if state == PowerState.ON else PowerAction.ON)
+        elif action == "off":
+            if await self._state(machine) != PowerState.OFF:
+                await self._run(machine, PowerAction.OFF)
+        else:
+            msg = f"unknown reconciler power action {action!r}"
+            raise ValueError(msg)
+
+    async def _state(self, machine: MachineRecord) -> PowerState | None:
+        return (await self._run(machine, PowerAction.STATUS)).state
