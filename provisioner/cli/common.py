@@ -8,13 +8,15 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from provisioner.settings import Settings, SettingsError, load_settings, resolve_config_path
-from provisioner.store.repository import Store
+
+if TYPE_CHECKING:  # the database layer is imported only by commands that use it
+    from provisioner.store.repository import Store
 
 __all__ = ["CliState", "console", "die", "emit_json", "pass_state", "run"]
 
@@ -68,6 +70,8 @@ class CliState:
 
     def open_store(self) -> Store:
         """A store on the configured database (the caller closes it)."""
+        from provisioner.store.repository import Store
+
         s = self.settings
         return Store.open(s.db_url, s.state_dir)
 

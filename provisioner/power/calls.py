@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from provisioner.power.base import BmcTimeout
 
@@ -102,9 +102,13 @@ class BlockingCalls:
 
         cfuture = self._executor.submit(fn)
         cfuture.add_done_callback(finished)
+        wrapped = asyncio.wrap_future(cfuture)
+        # After a timeout nobody awaits `wrapped`; retrieve its outcome when the orphaned
+        # thread finally ends, or asyncio logs "Future exception was never retrieved".
+        wrapped.add_done_callback(_retrieve)
         try:
             async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(asyncio.wrap_future(cfuture))
+                return await asyncio.shield(wrapped)
         except TimeoutError:
             if not cfuture.done():
                 orphaned = True
@@ -120,3 +124,8 @@ class BlockingCalls:
     def close(self) -> None:
         """Stop accepting work; running (possibly orphaned) threads finish on their own."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
