@@ -151,15 +151,21 @@ class LabBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        # QEMU writes its pid file and opens QMP once set up: wait, so that `lab down`
-        # finds it and a reset right after power on works.
-        deadline = time.monotonic() + _STOP_WAIT_S
-        ready = (self.files.qmp_socket, self.files.pid_file)
-        while not all(path.exists() for path in ready) and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return 0xFF
-            time.sleep(0.02)
+        # Do not wait for QEMU to open QMP here: every lab BMC shares one pyghmi server
+        # loop, and a power-on that blocked for seconds made the other BMCs miss their
+        # callers' deadlines (as no real BMC would). QMP users wait for it instead.
         return 0
+
+    def _wait_qmp(self) -> bool:
+        """Wait (bounded) until QEMU opened its QMP socket; False if it died or never did."""
+        deadline = time.monotonic() + _STOP_WAIT_S
+        while not self.files.qmp_socket.exists():
+            if self.process is not None and self.process.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def power_off(self) -> int:
         """Stop QEMU at once (hard power off)."""
@@ -191,6 +197,8 @@ class LabBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     def _qmp(self, command: str) -> int:
         if not self.is_on():
             return _CC_NOT_IN_STATE
+        if not self._wait_qmp():
+            return 0xFF
         try:
             qmp_command(self.files.qmp_socket, command)
         except QmpError:

@@ -81,6 +81,8 @@ def _cmd_down(args: argparse.Namespace) -> int:
         return 0
     if not control.down(_state_dir(args.state_dir), keep_logs=args.keep_logs):
         sys.stdout.write("lab: nothing recorded, nothing to do\n")
+    if not args.keep_logs:
+        shutil.rmtree(_state_dir(args.state_dir) / "provisioner", ignore_errors=True)
     return 0
 
 
@@ -104,6 +106,12 @@ def _cmd_assets(args: argparse.Namespace) -> int:
         " (+ initrd=initramfs.gz for EFI)\n"
     )
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lab.demo import demo_main
+
+    return demo_main(_state_dir(args.state_dir).resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p_assets = sub.add_parser("assets", help="write the lab node kernel and initramfs to DIR")
     p_assets.add_argument("directory")
     p_assets.set_defaults(func=_cmd_assets)
+    sub.add_parser("demo", help="the whole flow: lab, daemon, provision --all --wait").set_defaults(
+        func=_cmd_demo
+    )
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

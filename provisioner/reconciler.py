@@ -47,6 +47,8 @@ __all__ = ["PowerPort", "Reconciler", "TrustChecker", "TrustVerdict"]
 log = logging.getLogger(__name__)
 
 CLAIM_STALE_S = 60.0
+DEPROVISIONING_FAILED = "deprovisioning: "
+"""Prefix of a failure reason recorded by a deprovisioning run (its retries count apart)."""
 TRUST_POLL_S = 3.0
 
 
@@ -169,16 +171,13 @@ class Reconciler:
         since = _aware(m.state_since) or now
         elapsed = (now - since).total_seconds()
         if m.desired in ("deprovisioned", "reprovision") and state not in (S.DEPROVISIONING, S.REGISTERED):
-            if m.desired == "reprovision" and state in (
-                S.POWERING_ON,
-                S.NETBOOTING,
-                S.CONFIG_SERVED,
-                S.TRUSTED,
-            ):
-                pass  # a reprovision already under way: let it run
+            if state == S.FAILED and m.attempts > 0 and m.state_reason.startswith(DEPROVISIONING_FAILED):
+                await self._retry_or_give_up(m, elapsed, Signal.DEPROVISION)
             else:
-                await self._move(m, Signal.DEPROVISION, "deprovision requested")
-                return
+                await self._move(
+                    m, Signal.DEPROVISION, f"{m.desired.removesuffix('ed')} requested", attempts=1
+                )
+            return
         if state == S.DEPROVISIONING:
             await self._deprovision(m, elapsed)
             return
@@ -188,7 +187,10 @@ class Reconciler:
                 await self._store.update_machine(m.name, desired="provisioned")
             return
         if state == S.FAILED and m.desired == "provisioned":
-            await self._maybe_retry(m, elapsed)
+            if m.attempts == 0:  # the operator asked again: a fresh run, no backoff
+                await self._move(m, Signal.PROVISION, "provision requested again", attempts=1)
+            else:
+                await self._retry_or_give_up(m, elapsed, Signal.RETRY)
             return
         budget = stage_timeout(state, self.timeouts)
         if budget is not None and elapsed > budget:
@@ -248,7 +250,7 @@ class Reconciler:
         else:
             log.debug("trust check of %s: %s", m.name, verdict.reason)
 
-    async def _maybe_retry(self, m: MachineRecord, elapsed: float) -> None:
+    async def _retry_or_give_up(self, m: MachineRecord, elapsed: float, signal: Signal) -> None:
         delay = retry_delay(m.attempts, self.timeouts)
         if delay is None:
             await self._store.update_machine(
@@ -265,17 +267,17 @@ class Reconciler:
             return
         if elapsed >= delay:
             await self._move(
-                m, Signal.RETRY, f"retry {m.attempts + 1} after: {m.state_reason}", attempts=m.attempts + 1
+                m, signal, f"retry {m.attempts + 1} after: {m.state_reason}", attempts=m.attempts + 1
             )
 
     async def _deprovision(self, m: MachineRecord, elapsed: float) -> None:
         if elapsed > self.timeouts.deprovisioning:
-            await self._fail(m, "deprovisioning timed out")
+            await self._fail(m, f"{DEPROVISIONING_FAILED}timed out")
             return
         try:
             await self._power(m, "off")
         except Exception as exc:
-            await self._fail(m, f"power off failed: {exc}")
+            await self._fail(m, f"{DEPROVISIONING_FAILED}power off failed: {exc}")
             return
         released = await self._store.release_machine(m.name, m.macs)
         desired = "provisioned" if m.desired == "reprovision" else "none"

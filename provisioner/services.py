@@ -8,18 +8,104 @@ once every signal source is running.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from provisioner.daemon import Runtime, ServiceFactory
+from provisioner.dhcp.limits import DiscoveredMachine
+from provisioner.dhcp.service import DhcpService
 from provisioner.lifecycle import StageTimeouts
 from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
 from provisioner.reconciler import Reconciler
 from provisioner.talos.service import config_service, make_trust_checker, trustd_service
+from provisioner.tftp.files import FileSource
+from provisioner.tftp.server import TftpServer
+from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.service import web_service
 
-__all__ = ["SERVICES", "power_service", "reconciler_service", "stage_timeouts"]
+__all__ = [
+    "SERVICES",
+    "dhcp_service",
+    "power_service",
+    "reconciler_service",
+    "stage_timeouts",
+    "tftp_service",
+]
+
+log = logging.getLogger(__name__)
+_ARCH_NAMES = {
+    0: "bios",
+    6: "efi-ia32",
+    7: "x86_64-efi",
+    9: "x86_64-efi",
+    10: "arm32-efi",
+    11: "arm64-efi",
+    16: "x86_64-efi-http",
+}
+
+
+@asynccontextmanager
+async def tftp_service(rt: Runtime) -> AsyncIterator[None]:
+    """Read-only TFTP: the iPXE binaries, and boot.ipxe for clients that fetch it over TFTP."""
+    if not rt.settings.tftp.enabled:
+        yield
+        return
+    boot_script = IpxeRenderer(rt.settings.http.base_url).boot().encode()
+
+    def provide(name: str, _client: str) -> bytes | None:
+        return boot_script if name.lstrip("/") == "boot.ipxe" else None
+
+    server = TftpServer(rt.settings.tftp, rt.events, FileSource.from_settings(rt.settings.tftp, provider=provide))
+    await server.start()
+    rt.services["tftp"] = server
+    rt.counter_sources["tftp"] = server.counters
+    try:
+        yield
+    finally:
+        rt.services.pop("tftp", None)
+        await server.stop()
+
+
+@asynccontextmanager
+async def dhcp_service(rt: Runtime) -> AsyncIterator[None]:
+    """DHCP (full, proxy, relayed) with leases in the shared database."""
+    if rt.settings.dhcp.mode == "off":
+        yield
+        return
+    pending: set[asyncio.Task[None]] = set()
+
+    def discovered(machine: DiscoveredMachine) -> None:
+        # Record unknown PXE clients without holding up the answer path.
+        arch = None if machine.arch is None else _ARCH_NAMES.get(machine.arch, str(machine.arch))
+        task = asyncio.create_task(
+            rt.store.record_discovered(
+                machine.mac, uuid=machine.uuid, arch=arch, vendor_class=machine.vendor_class, source="dhcp"
+            )
+        )
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    service = DhcpService(
+        rt.settings.dhcp,
+        http_base_url=rt.settings.http.base_url,
+        engine_or_store=rt.store.engine,
+        machines=rt.machines,
+        events=rt.events,
+        discovered=discovered if rt.settings.dhcp.unknown_machines != "ignore" else None,
+    )
+    await service.start()
+    rt.services["dhcp"] = service
+    rt.counter_sources["dhcp"] = service.counters
+    try:
+        yield
+    finally:
+        rt.services.pop("dhcp", None)
+        await service.stop()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -78,5 +164,7 @@ SERVICES: list[tuple[str, ServiceFactory]] = [
     ("talos-config", config_service),
     ("power", power_service),
     ("trustd", trustd_service),
+    ("tftp", tftp_service),
+    ("dhcp", dhcp_service),
     ("reconciler", reconciler_service),
 ]

@@ -104,7 +104,11 @@ def test_down_after_sigkill_of_up(tmp_path: Path) -> None:
         up.wait(5)
         state = LabState.load(options.state_dir)
         assert state is not None
-        qemu = int((options.state_dir / "lab-cp1.pid").read_text(encoding="ascii"))
+        pid_file = options.state_dir / "lab-cp1.pid"
+        deadline = time.monotonic() + 10  # power on returns at once; QEMU writes it soon after
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        qemu = int(pid_file.read_text(encoding="ascii"))
         pids = [p.pid for p in state.processes] + [qemu]
         assert all(process_start_time(pid) is not None for pid in pids)  # orphans, still up
         assert net.namespace_exists(options.namespace)

@@ -187,3 +187,27 @@ async def test_second_instance_does_not_drive_a_claimed_machine(seeded: Store) -
     assert p1.calls == [("good1", "pxe_on")]
     assert p2.calls == []
     assert (await store.get_machine("good1")).owner == "one"  # type: ignore[union-attr]
+
+
+async def test_failing_deprovision_is_bounded_not_a_loop(seeded: Store) -> None:
+    """A BMC that refuses power off: deprovisioning retries with backoff, then gives up."""
+    store = seeded
+    power = Power(broken={"deadbmc"})
+    rec = Reconciler(store, MemoryEventSink(), power, trusted, instance="t", timeouts=FAST, interval=0.05)
+    await store.update_machine("deadbmc", desired="provisioned")
+    await run_until(rec, store, lambda ms: ms["deadbmc"].desired == "none", seconds=10)
+    power.calls.clear()
+    await store.update_machine("deadbmc", desired="deprovisioned", attempts=0)
+    ms = await run_until(rec, store, lambda ms: ms["deadbmc"].desired == "none", seconds=10)
+    m = ms["deadbmc"]
+    assert m.state == "Failed"
+    assert m.state_reason.startswith("deprovisioning: power off failed")
+    assert power.calls.count(("deadbmc", "off")) == FAST.max_attempts
+    before = len(power.calls)
+    await run_until(rec, store, lambda _: False, seconds=0.5)
+    assert len(power.calls) == before
+    assert power.calls.count(("deadbmc", "pxe_on")) == 0
+    # the operator asks again: a fresh, immediate run (attempts reset by the request)
+    await store.update_machine("deadbmc", desired="provisioned", attempts=0)
+    ms = await run_until(rec, store, lambda ms: ms["deadbmc"].desired == "none", seconds=10)
+    assert power.calls.count(("deadbmc", "pxe_on")) == FAST.max_attempts
