@@ -5,7 +5,8 @@ This module only moves bytes and arms timers; every protocol decision is made in
 served). Sockets are non-blocking and driven with `loop.add_reader` rather than asyncio
 datagram transports, so a block costs one recv(), one pass through the machine and one
 send(), with no protocol-callback layer or transport buffer in between (lockstep TFTP is
-bound by per-block latency; see docs/benchmarks.md).
+bound by per-block latency; an asyncio datagram transport measured ~20 µs per datagram,
+add_reader + recv ~4 µs; docs/tftp.md "Hot path").
 
 Two modes:
 - standard (RFC 1350 §4): the listener on port 69 takes requests; each transfer gets its
@@ -110,6 +111,11 @@ class TftpServer:
         """A snapshot of the plain counters (for /metrics)."""
         snapshot = dict(self._counters)
         snapshot["active_transfers"] = len(self._sessions)
+        # Running sessions keep their per-block counts locally until they close.
+        for session in self._sessions.values():
+            for key, value in (("received", session.received), ("datagrams_sent", session.datagrams_sent)):
+                if value:
+                    snapshot[key] = snapshot.get(key, 0) + value
         return snapshot
 
     async def start(self) -> None:

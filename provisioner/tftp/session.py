@@ -5,8 +5,9 @@ timer. In the standard mode the session owns a socket connected to the client (i
 RFC 1350 §4), read with `loop.add_reader`; in single-port mode it has no socket and the
 server feeds it from the listener and it sends through the listener.
 
-The read path is kept flat on purpose: it runs once per block, and at ~10 µs of Python
-per block every function call shows in MiB/s.
+The read path is kept flat on purpose: it runs once per block (lockstep TFTP is one round
+trip per block), our Python on it is ~1.8 µs per ACK -> DATA and every call is 30-70 ns
+of that (measured numbers and what was tried: docs/tftp.md, "Hot path").
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["Address", "Session"]
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+
+_NEVER = float("inf")
 
 
 class Session:
@@ -58,8 +61,18 @@ class Session:
         self._counters = counters
         self._on_end = on_end
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER  # when self._timer fires; _NEVER without one
         self._pending: collections.deque[bytes] = collections.deque()
         self.ended = False
+        # Per-block counts stay in plain ints (a Counter update is ~70 ns, twice per
+        # block); `close()` folds them into the shared counters and the server adds the
+        # live sessions' counts to its snapshot.
+        self.received = 0
+        self.datagrams_sent = 0
+        # Bound once: the per-block path must not look these up for every ACK.
+        self._time = loop.time
+        self._recv = sock.recv if sock is not None else None
+        self._send_connected = sock.send if sock is not None else None
 
     def start(self) -> None:
         """Send the OACK or DATA 1 and start listening on the transfer socket."""
@@ -70,35 +83,63 @@ class Session:
     # -- in -------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        # The lockstep hot path: one ACK in, one DATA out, once per block. It is written
+        # flat (bound methods cached in __init__, the common single-datagram send
+        # inline, the timer compared against a stored float) because every Python-level
+        # call here costs ~30-70 ns on a path of ~2 us; measured numbers in docs/tftp.md.
         # One datagram per wake-up: in lockstep exactly one ACK is waiting, and a second
-        # recv() would only cost a syscall and a BlockingIOError.
-        sock = self.sock
-        if sock is None:  # pragma: no cover - the reader goes with the socket
+        # recv() would only cost a syscall and a BlockingIOError (~1 us).
+        recv = self._recv
+        if recv is None:  # pragma: no cover - single-port sessions have no reader
             return
         try:
-            data = sock.recv(1024)
+            data = recv(1024)
         except BlockingIOError:
             return
         except OSError as exc:  # ECONNREFUSED: ICMP port unreachable, the client is gone
             self.fail(f"unreachable: {exc}")
             return
-        self._counters["received"] += 1
+        self.received += 1
         self.feed(data)
 
     def feed(self, data: bytes) -> None:
         """One datagram from the client's TID; garbage is counted and dropped."""
+        machine = self.machine
         try:
-            self.machine.receive_datagram(data, self.loop.time())
+            machine.receive_datagram(data, self._time())
         except RemoteProtocolError as exc:
             self._counters["malformed"] += 1
             log.debug("tftp %s: dropped garbage: %s", self.addr[0], exc)
             return
-        self.flush()
+        out = machine.datagrams_to_send()
+        if machine.ended:
+            if out:
+                self._send(out)
+            self._end()
+            return
+        # Bookkeeping first, the send last: once the DATA is out, the client runs, and
+        # a short tail before we sleep again leaves it the CPU sooner.
+        deadline = machine.get_timer()
+        if deadline is not None and deadline < self._timer_at:
+            self._arm(deadline)
+        if not out:
+            return
+        send = self._send_connected
+        if send is not None and len(out) == 1 and not self._pending:
+            self.datagrams_sent += 1
+            try:
+                send(out[0])
+            except OSError:
+                self.datagrams_sent -= 1
+                self._send(out)  # EAGAIN or an error: the general path decides
+        else:
+            self._send(out)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_at = _NEVER
         if not self.ended:
-            self.machine.handle_timer(self.loop.time())
+            self.machine.handle_timer(self._time())
             self.flush()
 
     # -- out ------------------------------------------------------------------------
@@ -109,21 +150,27 @@ class Session:
         out = machine.datagrams_to_send()
         if out:
             self._send(out)
-        event = machine.next_event()
+        if machine.ended:
+            self._end()
+            return
+        deadline = machine.get_timer()
+        if deadline is not None and deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        # One timer per transfer (a loop.call_at handle, not a task), re-armed lazily: a
+        # deadline that moves later (every ACK) leaves the handle alone; when it fires
+        # early, `_on_timer` sees the deadline has not passed and re-arms it.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer_at = deadline
+
+    def _end(self) -> None:
+        event = self.machine.next_event()
         if event is not None:
             self.close()
             self._on_end(self, event)
-            return
-        deadline = machine.get_timer()
-        if deadline is None:
-            return
-        # One timer per transfer, re-armed lazily: a deadline that moves later (every
-        # ACK) leaves the handle alone; when it fires early, `_on_timer` re-arms it.
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _send(self, out: list[bytes]) -> None:
         if self._pending:
@@ -149,7 +196,7 @@ class Session:
         except OSError as exc:
             self._counters["socket_errors"] += 1
             log.debug("tftp %s: send failed: %s", addr[0], exc)
-        self._counters["datagrams_sent"] += sent
+        self.datagrams_sent += sent
 
     def _drain_pending(self) -> None:
         while self._pending:
@@ -165,7 +212,7 @@ class Session:
                 self._pending.clear()
                 break
             self._pending.popleft()
-            self._counters["datagrams_sent"] += 1
+            self.datagrams_sent += 1
         self.loop.remove_writer(self._fd())
 
     def _fd(self) -> int:
@@ -189,6 +236,9 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self._counters["received"] += self.received
+        self._counters["datagrams_sent"] += self.datagrams_sent
+        self.received = self.datagrams_sent = 0
         if self._timer is not None:
             self._timer.cancel()
         if self._pending:

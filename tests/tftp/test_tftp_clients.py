@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 import tftpy
 
+from provisioner.tftp.codec import ErrorCode, Opcode, build_ack, build_error, build_request
+
 from .tftp_env import SIZES, ServerFactory
+from .tftp_raw import RawUdp
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,6 +151,34 @@ async def test_netascii(tftp_server: ServerFactory, tftp_root: Path, tmp_path: P
     await tftp_hpa(server.port, "text.txt", local, mode="netascii")
     assert local.read_bytes() == (tftp_root / "text.txt").read_bytes()
     _complete(events, "text.txt")
+
+
+async def test_counters_include_running_transfers(tftp_server: ServerFactory):
+    """Sessions keep per-block counts locally; counters() adds them while they run."""
+    server, _ = await tftp_server()
+    async with RawUdp() as udp:
+        udp.send(build_request(Opcode.RRQ, "f1m.bin", "octet"), ("127.0.0.1", server.port))
+        for block in range(1, 4):
+            item = await udp.recv(2.0)
+            assert item is not None
+            data, tid = item
+            assert data[:4] == bytes([0, 3, 0, block])
+            udp.send(build_ack(block), tid)
+        item = await udp.recv(2.0)  # DATA 4 is out once ACK 3 has been read
+        assert item is not None
+        running = server.counters()
+        assert running["active_transfers"] == 1
+        assert running["received"] == 1 + 3  # the RRQ on the listener, 3 ACKs on the TID
+        assert running["datagrams_sent"] == 4
+        udp.send(build_error(ErrorCode.NOT_DEFINED, "stop"), item[1])
+        for _ in range(100):
+            if server.counters()["active_transfers"] == 0:
+                break
+            await asyncio.sleep(0.01)
+    after = server.counters()
+    assert after["active_transfers"] == 0
+    assert after["received"] == 1 + 3 + 1  # the ERROR too, folded in once at the end
+    assert after["datagrams_sent"] == 4
 
 
 async def test_counters_after_transfers(tftp_server: ServerFactory, tmp_path: Path):

@@ -11,6 +11,7 @@ from provisioner.settings import TftpSettings
 from provisioner.tftp.codec import ErrorCode
 from provisioner.tftp.files import (
     DEBIAN_IPXE_DIR,
+    READ_AHEAD,
     READ_WHOLE_MAX,
     FileRefused,
     FileSource,
@@ -119,6 +120,56 @@ def test_large_files_read_per_block(root: Path):
     assert result.data[result.size - 2 : result.size + 100] == big.read_bytes()[-2:]
     result.close()
     result.close()  # idempotent
+
+
+def _counting_pread(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record (length, offset) of every real os.pread the file source makes."""
+    calls: list[tuple[int, int]] = []
+    real = os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        calls.append((length, offset))
+        return real(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    return calls
+
+
+def test_large_files_are_read_ahead(root: Path, monkeypatch: pytest.MonkeyPatch):
+    content = os.urandom(3 * READ_AHEAD + 100)
+    (root / "big.efi").write_bytes(content)
+    fd = os.open(root / "big.efi", os.O_RDONLY)
+    buffer = PreadBuffer(fd, len(content))
+    calls = _counting_pread(monkeypatch)
+    blocks = [buffer[i : i + 512] for i in range(0, len(content) + 512, 512)]
+    assert b"".join(blocks) == content
+    assert blocks[-1] == b""  # past the end: empty, no read
+    # One pread per READ_AHEAD bytes instead of one per block.
+    assert calls == [(READ_AHEAD, i * READ_AHEAD) for i in range(3)] + [(100, 3 * READ_AHEAD)]
+    # A retransmission from before the current chunk reads again from there.
+    assert buffer[1000:1512] == content[1000:1512]
+    assert calls[-1] == (READ_AHEAD, 1000)
+    # A block straddling the chunk's end triggers a read starting at that block.
+    edge = 1000 + READ_AHEAD - 10
+    assert buffer[edge : edge + 512] == content[edge : edge + 512]
+    assert calls[-1] == (READ_AHEAD, edge)
+    # A block larger than READ_AHEAD is read whole.
+    assert buffer[0 : READ_AHEAD + 1] == content[: READ_AHEAD + 1]
+    assert calls[-1] == (READ_AHEAD + 1, 0)
+    buffer.close()
+
+
+def test_large_file_truncated_while_served_gives_short_blocks(root: Path):
+    path = root / "big.efi"
+    path.write_bytes(b"A" * (2 * READ_AHEAD))
+    fd = os.open(path, os.O_RDONLY)
+    buffer = PreadBuffer(fd, 2 * READ_AHEAD)
+    assert buffer[0:512] == b"A" * 512
+    os.truncate(path, READ_AHEAD + 100)  # shrinks under the open descriptor
+    assert buffer[READ_AHEAD : READ_AHEAD + 512] == b"A" * 100  # short: the transfer ends
+    assert buffer[READ_AHEAD + 512 : READ_AHEAD + 1024] == b""
+    assert len(buffer) == 2 * READ_AHEAD  # the size seen at open
+    buffer.close()
 
 
 def test_nothing_is_written(root: Path):

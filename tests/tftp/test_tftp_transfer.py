@@ -67,6 +67,7 @@ def test_every_option_combination_survives_faults(blksize, window, tsize, timeou
         client = MemoryClient()
         result = roundtrip_until_done(server, client, Wire(rng, **FAULTS[fault]), Wire(rng, **FAULTS[fault]))
         assert server.state is State.DONE, (blocks, result.events)
+        assert server.ended
         assert bytes(client.received) == content
         assert result.events == [
             TransferComplete(len(content), len(content) // block + 1, server.retransmits)
@@ -162,6 +163,7 @@ def test_backoff_and_bounded_retries_then_failed_event():
     assert sent == 4
     assert deadlines == [1.0, 3.0, 7.0, 15.0]
     assert server.state is State.FAILED
+    assert server.ended
     event = server.next_event()
     assert isinstance(event, TransferFailed)
     assert event.outcome == "timeout"
@@ -265,6 +267,35 @@ def test_final_ack_lost_client_reacks_resent_block():
     assert dropped["done"]
     assert server.state is State.DONE
     assert bytes(client.received) == content
+
+
+def test_ended_flag_and_late_datagrams_after_the_end():
+    content = _content(2.5, 512, 11)
+    server = make_transfer(content)
+    assert not server.ended
+    for block in (1, 2):
+        server.datagrams_to_send()
+        server.receive_datagram(build_ack(block), 0.1)
+        assert not server.ended
+    server.receive_datagram(build_ack(3), 0.2)
+    assert server.ended
+    assert server.state is State.DONE
+    assert isinstance(server.next_event(), TransferComplete)
+    # Anything after the end, even garbage or an ERROR, is ignored: nothing sent, no event.
+    server.datagrams_to_send()
+    for late in (build_ack(3), b"garbage", build_error(0, "late")):
+        server.receive_datagram(late, 0.3)
+    assert server.datagrams_to_send() == []
+    assert server.next_event() is None
+    assert server.state is State.DONE
+
+
+def test_states_hash_by_identity_for_the_transition_table():
+    # Enum's default hash is Python code; the table relies on the C identity hash.
+    assert hash(State.SENDING) == object.__hash__(State.SENDING)
+    assert hash(_Trigger.ACK_PROGRESS) == object.__hash__(_Trigger.ACK_PROGRESS)
+    assert State("sending") is State.SENDING  # lookup by value still works
+    assert {State.SENDING: 1}[State.SENDING] == 1
 
 
 def test_transition_table_rejects_undefined_moves():
