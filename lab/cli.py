@@ -81,8 +81,9 @@ def _cmd_down(args: argparse.Namespace) -> int:
         return 0
     if not control.down(_state_dir(args.state_dir), keep_logs=args.keep_logs):
         sys.stdout.write("lab: nothing recorded, nothing to do\n")
-    if not args.keep_logs:
-        shutil.rmtree(_state_dir(args.state_dir) / "provisioner", ignore_errors=True)
+    from lab.demo import remove_demo_files
+
+    remove_demo_files(_state_dir(args.state_dir), keep_logs=args.keep_logs)
     return 0
 
 

@@ -96,7 +96,7 @@ def _wait_udp_bound(namespace: str, ports: list[int]) -> None:
         if wanted <= bound:
             return
         time.sleep(0.1)
-    msg = f"BMCs did not start listening on {sorted(ports)} (see bmcd.log)"
+    msg = f"BMCs did not start listening on {sorted(ports)} (see bmcd-*.log)"
     raise LabError(msg)
 
 
@@ -150,15 +150,17 @@ def _build(state: LabState, options: LabOptions) -> None:
     }
     python = sys.executable
     _spawn(state, "ra", [python, "-m", "lab.ra_daemon", options.bridge, RA_PREFIX], env)
-    bmcd = [
-        python, "-m", "lab.bmcd",
-        "--state-dir", str(state_dir),
-        "--machines", str(options.machines),
-        "--firmware", options.firmware,
-        "--address", BMC_ADDRESS,
-        "--memory", str(options.memory_mib),
-    ]  # fmt: skip
-    _spawn(state, "bmcd", bmcd, env)
+    for index, machine in enumerate(machines):
+        bmcd = [
+            python, "-m", "lab.bmcd",
+            "--state-dir", str(state_dir),
+            "--machines", str(options.machines),
+            "--only", str(index),
+            "--firmware", options.firmware,
+            "--address", BMC_ADDRESS,
+            "--memory", str(options.memory_mib),
+        ]  # fmt: skip
+        _spawn(state, f"bmcd-{machine.name}", bmcd, env)
     _wait_udp_bound(options.namespace, [m.bmc_port for m in machines])
 
 
@@ -190,7 +192,7 @@ def _namespace_pids(namespace: str) -> list[int]:
 
 def _stop_everything(state: LabState) -> None:
     """Stop the recorded processes, the QEMUs by pid file, then the rest of our namespace."""
-    for record in sorted(state.processes, key=lambda r: r.role != "bmcd"):
+    for record in sorted(state.processes, key=lambda r: not r.role.startswith("bmcd")):
         _stop(record.pid, record.start)  # BMCs first: they could start VMs again
     for pid_file in Path(state.state_dir).glob("*.pid"):
         with contextlib.suppress(OSError, ValueError):
@@ -205,6 +207,7 @@ def lab_files(state: LabState) -> list[Path]:
     state_dir = Path(state.state_dir)
     files = [state_dir / name for name in ("bmc-password", "ra.log", "bmcd.log")]
     for machine in lab_machines(state.machines):
+        files.append(state_dir / f"bmcd-{machine.name}.log")
         vm = VmFiles.under(state_dir, machine.name)
         files += [vm.serial_log, vm.qmp_socket, vm.pid_file, vm.ovmf_vars]
         files.append(state_dir / f"{machine.name}.qemu.log")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -258,10 +259,26 @@ class LabStack:
         )
         return probe.returncode == 0
 
-    def down(self) -> None:
-        """Stop the daemon and take the lab down."""
+    def down(self, *, keep_logs_in: Path | None = None) -> None:
+        """Stop the daemon and take the lab down (copying the logs first, if asked)."""
         self.stop_daemon()
+        if keep_logs_in is not None and self.state_dir.exists():
+            keep_logs_in.mkdir(parents=True, exist_ok=True)
+            for log in self.state_dir.glob("*.log"):
+                shutil.copy(log, keep_logs_in / log.name)
         control.down(self.state_dir)
+        remove_demo_files(self.state_dir, keep_logs=False)
+
+
+def remove_demo_files(state_dir: Path, *, keep_logs: bool) -> None:
+    """Remove what the demo added to a lab's state directory (settings, database, assets)."""
+    shutil.rmtree(state_dir / "provisioner", ignore_errors=True)
+    shutil.rmtree(state_dir / "node", ignore_errors=True)
+    (state_dir / "provisioner.toml").unlink(missing_ok=True)
+    if not keep_logs:
+        (state_dir / "provisioner.log").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        state_dir.rmdir()  # only if nothing else is left
 
 
 def _look_around(stack: LabStack) -> str:

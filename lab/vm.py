@@ -88,7 +88,11 @@ def qemu_argv(
         "-serial", "chardev:serial0",
         "-uuid", machine.uuid,
         "-smbios", f"type=1,serial={machine.serial},product=lab-vm,manufacturer=provisioner-lab",
-        "-netdev", f"tap,id=net0,ifname={machine.tap},script=no,downscript=no",
+        # vnet_hdr=off: UDP the host sends over the bridge (the provisioner's DHCP answers)
+        # leaves with a partial, offloaded checksum; with vnet headers QEMU passes it on
+        # as is, and firmware that verifies UDP checksums (iPXE) drops the packet. Without
+        # them the kernel completes the checksum before QEMU reads the frame.
+        "-netdev", f"tap,id=net0,ifname={machine.tap},script=no,downscript=no,vnet_hdr=off",
         "-device", nic,
         "-boot", boot,
         "-qmp", f"unix:{files.qmp_socket},server=on,wait=off",

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from provisioner.daemon import Runtime, ServiceFactory
 from provisioner.dhcp.limits import DiscoveredMachine
-from provisioner.dhcp.service import DhcpService
+from provisioner.dhcp.service import DhcpService, TransportOptions
 from provisioner.lifecycle import StageTimeouts
 from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
@@ -58,7 +58,9 @@ async def tftp_service(rt: Runtime) -> AsyncIterator[None]:
     def provide(name: str, _client: str) -> bytes | None:
         return boot_script if name.lstrip("/") == "boot.ipxe" else None
 
-    server = TftpServer(rt.settings.tftp, rt.events, FileSource.from_settings(rt.settings.tftp, provider=provide))
+    server = TftpServer(
+        rt.settings.tftp, rt.events, FileSource.from_settings(rt.settings.tftp, provider=provide)
+    )
     await server.start()
     rt.services["tftp"] = server
     rt.counter_sources["tftp"] = server.counters
@@ -95,6 +97,7 @@ async def dhcp_service(rt: Runtime) -> AsyncIterator[None]:
         machines=rt.machines,
         events=rt.events,
         discovered=discovered if rt.settings.dhcp.unknown_machines != "ignore" else None,
+        options=TransportOptions(instance=rt.settings.dhcp.instance or rt.instance),
     )
     await service.start()
     rt.services["dhcp"] = service

@@ -134,6 +134,8 @@ class DhcpSettings(_Section):
     """Our address as clients see it (option 54, siaddr); default: the interface address."""
     relay_agents: tuple[ipaddress.IPv4Address, ...] = ()
     unknown_machines: Literal["ignore", "record", "discovery"] = "record"
+    instance: str = ""
+    """This daemon's name in lease rows when several share a database; default host:pid."""
     subnet: tuple[SubnetSettings, ...] = ()
 
 

@@ -1,4 +1,4 @@
 #!/bin/sh
-echo "LAB-AGENT: ACPI power button: powering off" > /dev/console
+{ [ -c /dev/ttyS0 ] && echo "LAB-AGENT: ACPI power button: powering off" > /dev/ttyS0; } || echo "LAB-AGENT: ACPI power button: powering off" > /dev/console
 sync
 poweroff -f

@@ -110,6 +110,8 @@ def _targets(client: Any, names: tuple[str, ...], all_: bool) -> list[str]:  # n
 
 def _finished(m: dict[str, Any], goal: str) -> bool:
     state, desired = str(m["state"]), str(m["desired"])
+    if desired == "reprovision":  # not picked up yet: its old state says nothing
+        return False
     if goal == "provisioned":
         return state in DONE_OK or (state == "Failed" and desired == "none")
     return state == "Registered" and desired == "none"

@@ -312,7 +312,7 @@ async def _release_machines(  # noqa: PLR0913 - the phase's inputs
     return pending
 
 
-async def _write_machine(  # noqa: PLR0913 - phase 2 for one machine
+async def _write_machine(  # noqa: PLR0913, PLR0917 - phase 2 for one machine
     session: AsyncSession,
     store: Store,
     name: str,

@@ -134,7 +134,8 @@ class LeaseRow(SQLModel, table=True):
     expires_at: datetime = _ts(index=True)
     machine: str | None = None
     instance: str = ""
-    updated_at: datetime = _ts()
+    updated_at: datetime = _ts(index=True)
+    """Indexed: instances sharing a database fold in each other's recent writes by it."""
 
 
 class DiscoveredRow(SQLModel, table=True):

@@ -21,7 +21,6 @@ from provisioner.talos.secrets import SecretsBundle, dump_bundle, load_bundle
 
 __all__ = [
     "ClusterSecretsStore",
-
     "MemorySecretsRepository",
     "SecretsRepository",
     "StoreSecretsRepository",

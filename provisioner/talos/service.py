@@ -101,9 +101,9 @@ def make_trust_checker(store: Store) -> Callable[[MachineRecord], Awaitable[Trus
     async def check(machine: MachineRecord) -> TrustVerdict:
         if machine.cluster is None:
             return TrustVerdict(ok=False, reason="machine has no cluster")
-        address = machine.ip or await _leased_address(store, machine)
+        address = await _config_source(store, machine) or machine.ip or await _leased_address(store, machine)
         if address is None:
-            return TrustVerdict(ok=False, reason="no known address (no static IP, no lease)")
+            return TrustVerdict(ok=False, reason="no known address (no config fetch, static IP or lease)")
         try:
             bundle = await load_secrets(store, machine.cluster)
         except ConfigRenderError as exc:
@@ -112,6 +112,18 @@ def make_trust_checker(store: Store) -> Callable[[MachineRecord], Awaitable[Trus
         return TrustVerdict(ok=result.ok, reason=result.reason)
 
     return check
+
+
+async def _config_source(store: Store, machine: MachineRecord) -> str | None:
+    """The address the machine fetched its config from: where it really is.
+
+    Proxy DHCP hands out addresses we never see, and an inventory IP may be stale.
+    """
+    for event in await store.list_events(machine=machine.name, kind="config.served", limit=1):
+        source = event.data.get("source")
+        if isinstance(source, str) and source:
+            return source
+    return None
 
 
 async def _leased_address(store: Store, machine: MachineRecord) -> str | None:

@@ -54,7 +54,7 @@ def test_up_creates_and_down_removes(lab: Lab) -> None:
     assert "UP" in lo[0]["flags"]
     state = LabState.load(lab.options.state_dir)
     assert state is not None
-    assert {p.role for p in state.processes} == {"ra", "bmcd"}
+    assert {p.role for p in state.processes} == {"ra", "bmcd-lab-cp1", "bmcd-lab-w1"}
     assert all(p.alive() for p in state.processes)
     pids = [p.pid for p in state.processes]
     status = subprocess.run(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:23:59.719376
+Create Date: 2026-11-25 18:48:58.253939
 """
 
 from collections.abc import Sequence
@@ -124,6 +124,7 @@ def upgrade() -> None:
     with op.batch_alter_table("lease", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_lease_expires_at"), ["expires_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_lease_mac"), ["mac"], unique=False)
+        batch_op.create_index(batch_op.f("ix_lease_updated_at"), ["updated_at"], unique=False)
 
     op.create_table(
         "machine",
@@ -206,6 +207,7 @@ def downgrade() -> None:
 
     op.drop_table("machine")
     with op.batch_alter_table("lease", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_lease_updated_at"))
         batch_op.drop_index(batch_op.f("ix_lease_mac"))
         batch_op.drop_index(batch_op.f("ix_lease_expires_at"))
 

@@ -1,0 +1,375 @@
+"""Lease storage: the `LeaseStore` protocol, an in-memory fake, a broken fake, and SQL.
+
+Theory of operation
+-------------------
+The server core keeps every lease in memory (`book.LeaseBook`); the store only makes
+them durable and lets several instances share them. Three calls:
+
+- `load()` at start: every row, skipping and counting rows that fail the same checks
+  the core applies on write (THREATS G2), so one poisoned row cannot stop a restart.
+- `commit(leases)`: write a batch in one transaction and say, per lease, whether it won
+  its address. The unique(ip) constraint decides races between instances: a row is
+  inserted, or updated only when it already belongs to the same client or no longer
+  holds the address (released, expired, quarantine over). This is one
+  `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE ... RETURNING ip` statement, which
+  SQLite (3.35+) and PostgreSQL both run atomically.
+- `changed_since(t)`: rows another instance wrote, for the periodic cache sync.
+
+`GroupCommitter` batches the commits of many clients: callers await their lease; one task
+drains the queue, commits everything pending in one transaction, then wakes them all, so
+the cost of a durable commit (an fsync) is shared (THREATS G1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from provisioner.dhcp.allocate import sanitize_hostname
+from provisioner.dhcp.book import Lease, LeaseState
+from provisioner.dhcp.sqlite_writer import SqliteLeaseWriter
+from provisioner.model import normalize_mac
+from provisioner.store.tables import LeaseRow
+
+__all__ = [
+    "BrokenLeaseStore",
+    "GroupCommitter",
+    "LeaseStore",
+    "LoadResult",
+    "MemoryLeaseStore",
+    "SqlLeaseStore",
+    "StoreError",
+    "validate_lease",
+]
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 512
+COMMIT_TIMEOUT_S = 5.0  # THREATS G4: a slow database never holds an ACK longer than this
+
+
+class StoreError(RuntimeError):
+    """The lease store could not be written or read."""
+
+
+class LoadResult:
+    """Leases read at start, and how many rows were skipped as invalid."""
+
+    def __init__(self, leases: list[Lease], bad_rows: int) -> None:
+        """Hold the result."""
+        self.leases = leases
+        self.bad_rows = bad_rows
+
+
+def validate_lease(lease: Lease) -> bool:
+    """The checks applied to every lease on write and on load (THREATS G2)."""
+    try:
+        ipaddress.IPv4Address(lease.ip)
+        if normalize_mac(lease.mac) != lease.mac:
+            return False
+    except ValueError:
+        return False
+    if lease.hostname and sanitize_hostname(lease.hostname.encode("ascii", "replace")) != lease.hostname:
+        return False
+    if len(lease.client_id) > 512 or any(c not in "0123456789abcdef" for c in lease.client_id):
+        return False
+    return lease.state in LeaseState.__members__.values()
+
+
+class LeaseStore(Protocol):
+    """Where leases become durable."""
+
+    async def load(self) -> LoadResult:
+        """Every valid lease; bad rows skipped and counted."""
+
+    async def commit(self, leases: Sequence[Lease], now: float) -> list[bool]:
+        """Write `leases` in one transaction; per lease, True when it holds its address."""
+
+    async def changed_since(self, since: float, *, exclude_instance: str | None = None) -> list[Lease]:
+        """Leases written at or after `since` (epoch seconds) by instances other than one."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+def _wins(existing: Lease, new: Lease, now: float) -> bool:
+    return existing.key == new.key or not existing.holds(now)
+
+
+class MemoryLeaseStore:
+    """A behavioural fake with the same conflict rule as the SQL store."""
+
+    def __init__(self, leases: Iterable[Lease] = ()) -> None:
+        """Start with `leases`."""
+        self.rows: dict[str, Lease] = {lease.ip: lease for lease in leases}
+        self.written: dict[str, float] = {}
+        self.commits = 0
+
+    async def load(self) -> LoadResult:
+        """Every valid row."""
+        good = [lease for lease in self.rows.values() if validate_lease(lease)]
+        return LoadResult(good, len(self.rows) - len(good))
+
+    async def commit(self, leases: Sequence[Lease], now: float) -> list[bool]:
+        """Apply the conflict rule to each lease."""
+        self.commits += 1
+        results = []
+        for lease in leases:
+            existing = self.rows.get(lease.ip)
+            ok = existing is None or _wins(existing, lease, now)
+            if ok:
+                self.rows[lease.ip] = lease
+                self.written[lease.ip] = now
+            results.append(ok)
+        return results
+
+    async def changed_since(self, since: float, *, exclude_instance: str | None = None) -> list[Lease]:
+        """Rows written at or after `since`."""
+        return [
+            self.rows[ip]
+            for ip, t in self.written.items()
+            if t >= since and self.rows[ip].instance != exclude_instance
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class BrokenLeaseStore(MemoryLeaseStore):
+    """Raises on every write: the error path (no ACK may go out)."""
+
+    async def commit(self, leases: Sequence[Lease], now: float) -> list[bool]:  # noqa: ARG002
+        """Always fails."""
+        msg = "database unavailable"
+        raise StoreError(msg)
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _epoch(value: datetime | None) -> float:
+    if value is None:
+        return 0.0
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _from_row(row: Mapping[Any, Any]) -> Lease:
+    return Lease(
+        ip=str(row["ip"]),
+        mac=str(row["mac"]),
+        client_id=str(row["client_id"] or ""),
+        hostname=str(row["hostname"] or ""),
+        state=LeaseState(row["state"]),
+        expires_at=_epoch(row["expires_at"]),
+        machine=row["machine"],
+        instance=str(row["instance"] or ""),
+    )
+
+
+class SqlLeaseStore:
+    """Leases in the `lease` table (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        """Use `engine`; the schema must exist."""
+        self.engine = engine
+        self._dialect = engine.dialect.name
+        self._stmt: Any = None
+        database = engine.url.database
+        # SQLite files get the one-thread fast path (see sqlite_writer.py); :memory: cannot.
+        self._writer = (
+            SqliteLeaseWriter(database)
+            if self._dialect == "sqlite" and database and database != ":memory:"
+            else None
+        )
+
+    async def load(self) -> LoadResult:
+        """Every valid row; a row that fails validation is skipped and counted."""
+        good: list[Lease] = []
+        bad = 0
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(LeaseRow.__table__))  # type: ignore[attr-defined]
+            for row in result.mappings():
+                try:
+                    lease = _from_row(row)
+                except (ValueError, TypeError, OverflowError, KeyError):
+                    bad += 1
+                    continue
+                if validate_lease(lease):
+                    good.append(lease)
+                else:
+                    bad += 1
+        if bad:
+            log.warning("skipped %d invalid lease rows", bad)
+        return LoadResult(good, bad)
+
+    def _upsert(self) -> Any:  # noqa: ANN401 - a dialect-specific SQLAlchemy statement
+        """The one upsert statement, built once so SQLAlchemy compiles it once (hot path)."""
+        if self._stmt is not None:
+            return self._stmt
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(table)
+        existing_key_matches = or_(
+            and_(table.c.client_id != "", table.c.client_id == stmt.excluded.client_id),
+            and_(table.c.client_id == "", stmt.excluded.client_id == "", table.c.mac == stmt.excluded.mac),
+        )
+        no_longer_held = or_(
+            table.c.state == str(LeaseState.RELEASED),
+            table.c.state == str(LeaseState.EXPIRED),
+            table.c.state == str(LeaseState.OFFERED),
+            table.c.expires_at <= stmt.excluded.updated_at,
+        )
+        columns = ("mac", "client_id", "hostname", "state", "expires_at", "machine", "instance", "updated_at")
+        self._stmt = stmt.on_conflict_do_update(
+            index_elements=["ip"],
+            set_={name: stmt.excluded[name] for name in columns},
+            where=or_(existing_key_matches, no_longer_held),
+        ).returning(table.c.ip)
+        return self._stmt
+
+    async def commit(self, leases: Sequence[Lease], now: float) -> list[bool]:
+        """One transaction; the unique(ip) constraint and the WHERE clause decide.
+
+        An executemany of one cached statement: SQLAlchemy's "insertmanyvalues" sends it as
+        multi-row INSERTs and gathers RETURNING; a row that lost its conflict returns nothing.
+        """
+        if not leases:
+            return []
+        latest = {lease.ip: lease for lease in leases}  # one row per ip per statement
+        stamp = _ts(now)
+        rows = [
+            {
+                "ip": lease.ip,
+                "mac": lease.mac,
+                "client_id": lease.client_id,
+                "hostname": lease.hostname,
+                "state": str(lease.state),
+                "expires_at": _ts(lease.expires_at),
+                "machine": lease.machine,
+                "instance": lease.instance,
+                "updated_at": stamp,
+            }
+            for lease in latest.values()
+        ]
+        try:
+            if self._writer is not None:
+                won = await self._writer.commit(list(latest.values()), now)
+            else:
+                async with self.engine.begin() as conn:
+                    result = await conn.execute(self._upsert(), rows)
+                    won = {row[0] for row in result}
+        except Exception as exc:  # the driver's errors vary; the caller must not ACK
+            raise StoreError(str(exc)) from exc
+        return [lease.ip in won and latest[lease.ip] is lease for lease in leases]
+
+    async def changed_since(self, since: float, *, exclude_instance: str | None = None) -> list[Lease]:
+        """Rows updated at or after `since` (our own writes are filtered in SQL: cheap)."""
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        query = select(table).where(table.c.updated_at >= _ts(since))
+        if exclude_instance is not None:
+            query = query.where(table.c.instance != exclude_instance)
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            out = []
+            for row in result.mappings():
+                try:
+                    lease = _from_row(row)
+                except (ValueError, TypeError, OverflowError, KeyError):
+                    continue
+                if validate_lease(lease):
+                    out.append(lease)
+            return out
+
+    async def fetch(self, ip: str) -> Lease | None:
+        """The row for `ip`, if any (who won a conflict)."""
+        table = LeaseRow.__table__  # type: ignore[attr-defined]
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(table).where(table.c.ip == ip))).mappings().first()
+        if row is None:
+            return None
+        try:
+            return _from_row(row)
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    async def close(self) -> None:
+        """Stop the SQLite writer thread; the engine belongs to the caller."""
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+
+class GroupCommitter:
+    """Batch lease writes: one transaction for everything pending, then wake all waiters."""
+
+    def __init__(self, store: LeaseStore, timeout_s: float = COMMIT_TIMEOUT_S) -> None:
+        """Commit through `store`; a commit slower than `timeout_s` counts as failed."""
+        self.store = store
+        self.timeout_s = timeout_s
+        self._queue: list[tuple[Lease, asyncio.Future[bool]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.largest_batch = 0
+
+    def start(self) -> None:
+        """Start the committing task."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Flush what is queued and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._queue:
+            await self._flush(self._queue, _now())
+            self._queue = []
+
+    def submit(self, lease: Lease) -> asyncio.Future[bool]:
+        """Queue `lease`; the future says whether it won its address (exception: not durable)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((lease, future))
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._flush(batch, _now())
+
+    async def _flush(self, batch: list[tuple[Lease, asyncio.Future[bool]]], now: float) -> None:
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        try:
+            results = await asyncio.wait_for(
+                self.store.commit([lease for lease, _ in batch], now), self.timeout_s
+            )
+        except Exception as exc:  # also TimeoutError: every waiter must learn of the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreError(str(exc)))
+            return
+        for (_, future), ok in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(ok)
+
+
+def _now() -> float:
+    return time.time()

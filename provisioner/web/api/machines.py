@@ -1,0 +1,155 @@
+"""/api/v1/machines: list, show, events, provision, deprovision, power."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from provisioner.events import Severity
+from provisioner.model import MachineState
+from provisioner.web.api.common import MAX_ID, audit, checked_name, int_param, json_ok, read_json_object
+from provisioner.web.context import ctx
+from provisioner.web.protocols import POWER_ACTIONS, PowerService
+
+__all__ = ["routes"]
+
+log = logging.getLogger(__name__)
+
+BOOT_DEVICES = ("pxe", "disk")
+STATES = tuple(s.value for s in MachineState)
+
+
+async def list_machines(request: web.Request) -> web.Response:
+    """GET /api/v1/machines?state=&cluster=."""
+    state = request.query.get("state")
+    cluster = request.query.get("cluster")
+    if state is not None and state not in STATES:
+        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(STATES)}")
+    items = [
+        m
+        for m in await ctx(request).rt.store.list_machines()
+        if (state is None or m.state == state) and (cluster is None or m.cluster == cluster)
+    ]
+    return json_ok({"items": items})
+
+
+async def show_machine(request: web.Request) -> web.Response:
+    """GET /api/v1/machines/{name}."""
+    machine = await ctx(request).rt.store.get_machine(checked_name(request))
+    if machine is None:
+        raise web.HTTPNotFound(text="no such machine")
+    return json_ok(machine)
+
+
+async def machine_events(request: web.Request) -> web.Response:
+    """GET /api/v1/machines/{name}/events?limit=&before=."""
+    c = ctx(request)
+    name = checked_name(request)
+    limit = int_param(request, "limit", 100, 1, 1000) or 100
+    before = int_param(request, "before", None, 1, MAX_ID)
+    if await c.rt.store.get_machine(name) is None:
+        raise web.HTTPNotFound(text="no such machine")
+    items = await c.rt.store.list_events(machine=name, before_id=before, limit=limit)
+    return json_ok({"items": items, "next_before": items[-1].id if len(items) == limit else None})
+
+
+async def _set_desired(request: web.Request, desired: str, what: str) -> web.Response:
+    c = ctx(request)
+    name = checked_name(request)
+    await read_json_object(request, set())
+    event = audit(request, what, machine=name, data={"desired": desired})
+    # attempts=0 marks a fresh operator request: the reconciler starts a new run at once
+    # instead of treating it as a retry of the last failed one (provisioner/reconciler.py).
+    if not await c.rt.store.update_machine(name, desired=desired, attempts=0, event=event):
+        raise web.HTTPNotFound(text="no such machine")
+    if desired in ("deprovisioned", "reprovision"):
+        await c.tokens.revoke_machine(name)
+    return json_ok({"machine": name, "desired": desired}, status=202)
+
+
+async def provision(request: web.Request) -> web.Response:
+    """POST /api/v1/machines/{name}/provision: ask the reconciler to provision it."""
+    return await _set_desired(request, "provisioned", "provision")
+
+
+async def deprovision(request: web.Request) -> web.Response:
+    """POST /api/v1/machines/{name}/deprovision: ask the reconciler to wipe and release it."""
+    return await _set_desired(request, "deprovisioned", "deprovision")
+
+
+async def reprovision(request: web.Request) -> web.Response:
+    """POST /api/v1/machines/{name}/reprovision: deprovision, then provision from scratch."""
+    return await _set_desired(request, "reprovision", "reprovision")
+
+
+def _power_args(body: dict[str, object]) -> tuple[str, dict[str, object]]:
+    action = body.get("action")
+    if not isinstance(action, str) or action not in POWER_ACTIONS:
+        raise web.HTTPBadRequest(text=f"action must be one of {', '.join(POWER_ACTIONS)}")
+    kw: dict[str, object] = {}
+    if action == "bootdev":
+        device = body.get("device")
+        if device not in BOOT_DEVICES:
+            raise web.HTTPBadRequest(text="bootdev needs device: pxe or disk")
+        kw["device"] = device
+        persistent = body.get("persistent", False)
+        if not isinstance(persistent, bool):
+            raise web.HTTPBadRequest(text="persistent must be a boolean")
+        kw["persistent"] = persistent
+    elif "device" in body or "persistent" in body:
+        raise web.HTTPBadRequest(text="device and persistent belong to bootdev only")
+    return action, kw
+
+
+async def power(request: web.Request) -> web.Response:
+    """POST /api/v1/machines/{name}/power {"action": ..., "device": ..., "persistent": ...}."""
+    c = ctx(request)
+    name = checked_name(request)
+    action, kw = _power_args(await read_json_object(request, {"action", "device", "persistent"}))
+    service: PowerService | None = c.rt.services.get("power")
+    if service is None:
+        raise web.HTTPServiceUnavailable(text="power service not running")
+    if await c.rt.store.get_machine(name) is None:
+        raise web.HTTPNotFound(text="no such machine")
+    c.metrics.power_calls.labels(action).inc()
+    try:
+        result = dict(await service.power_action(name, action, **kw))
+    except KeyError:
+        raise web.HTTPNotFound(text="no such machine") from None
+    except LookupError as exc:
+        c.metrics.power_failures.labels(action).inc()
+        raise web.HTTPConflict(text=f"no BMC: {exc}") from None
+    except ValueError as exc:
+        c.metrics.power_failures.labels(action).inc()
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    except Exception as exc:
+        c.metrics.power_failures.labels(action).inc()
+        log.warning("power %s %s failed: %s", action, name, type(exc).__name__)
+        c.rt.events.emit(
+            audit(
+                request,
+                f"power {action}",
+                machine=name,
+                data={"ok": False, **kw},
+                severity=Severity.WARNING,
+            )
+        )
+        raise web.HTTPBadGateway(text=f"BMC call failed: {type(exc).__name__}") from None
+    if action != "status":
+        c.rt.events.emit(audit(request, f"power {action}", machine=name, data={"ok": True, **kw}))
+    return json_ok({"machine": name, "action": action, "result": result})
+
+
+def routes() -> list[web.RouteDef]:
+    """This module's routes."""
+    base = "/api/v1/machines"
+    return [
+        web.get(base, list_machines),
+        web.get(base + "/{name}", show_machine),
+        web.get(base + "/{name}/events", machine_events),
+        web.post(base + "/{name}/provision", provision),
+        web.post(base + "/{name}/deprovision", deprovision),
+        web.post(base + "/{name}/reprovision", reprovision),
+        web.post(base + "/{name}/power", power),
+    ]

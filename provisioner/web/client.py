@@ -1,0 +1,155 @@
+"""A small synchronous client of the daemon's REST API, for the CLI.
+
+`ApiClient.from_settings(settings)` reads the base URL (`[http] public_url`, or `listen`)
+and the bearer token (`state_dir/api-token`), the same settings the daemon uses.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from provisioner.settings import Settings
+from provisioner.web.auth import token_path
+
+__all__ = ["ApiClient", "ApiError", "DaemonUnreachableError"]
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class ApiError(Exception):
+    """The daemon answered with an error status."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"{status} {error}: {detail}" if detail else f"{status} {error}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+class DaemonUnreachableError(Exception):
+    """No daemon answered at the configured address (or no API token exists yet)."""
+
+
+class ApiClient:
+    """Calls /api/v1 with a bearer token; every method returns decoded JSON."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> ApiClient:
+        """A client for the daemon these settings describe."""
+        path = token_path(settings.state_dir)
+        try:
+            token = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            msg = f"no API token at {path}: start the daemon (provisioner serve) first"
+            raise DaemonUnreachableError(msg) from None
+        return cls(settings.http.base_url, token, timeout=timeout)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:  # noqa: ANN401
+        """One call; raises ApiError on 4xx/5xx and DaemonUnreachableError if nobody answers."""
+        params = {k: v for k, v in query.items() if v is not None}
+        url = f"{self.base_url}/api/v1{path}" + (f"?{urlencode(params)}" if params else "")
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) URL from settings
+        req.add_header("Authorization", f"Bearer {self._token}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            msg = f"cannot reach the daemon at {self.base_url}: {exc}"
+            raise DaemonUnreachableError(msg) from None
+        return json.loads(raw) if raw else None
+
+    # -- machines ---------------------------------------------------------------------
+
+    def machines(self, *, state: str | None = None, cluster: str | None = None) -> list[dict[str, Any]]:
+        """Every machine (optionally filtered)."""
+        return list(self.request("GET", "/machines", state=state, cluster=cluster)["items"])
+
+    def machine(self, name: str) -> dict[str, Any]:
+        """One machine."""
+        return dict(self.request("GET", f"/machines/{_seg(name)}"))
+
+    def machine_events(self, name: str, *, limit: int = 100, before: int | None = None) -> dict[str, Any]:
+        """One page of a machine's events (`items`, `next_before`)."""
+        return dict(self.request("GET", f"/machines/{_seg(name)}/events", limit=limit, before=before))
+
+    def provision(self, name: str) -> dict[str, Any]:
+        """Set desired=provisioned."""
+        return dict(self.request("POST", f"/machines/{_seg(name)}/provision", {}))
+
+    def deprovision(self, name: str) -> dict[str, Any]:
+        """Set desired=deprovisioned."""
+        return dict(self.request("POST", f"/machines/{_seg(name)}/deprovision", {}))
+
+    def reprovision(self, name: str) -> dict[str, Any]:
+        """Set desired=reprovision (deprovision, then provision again)."""
+        return dict(self.request("POST", f"/machines/{_seg(name)}/reprovision", {}))
+
+    def power(
+        self, name: str, action: str, *, device: str | None = None, persistent: bool | None = None
+    ) -> dict[str, Any]:
+        """A power action (on, off, cycle, reset, status, bootdev)."""
+        body: dict[str, Any] = {"action": action}
+        if device is not None:
+            body["device"] = device
+        if persistent is not None:
+            body["persistent"] = persistent
+        return dict(self.request("POST", f"/machines/{_seg(name)}/power", body))
+
+    # -- the rest ---------------------------------------------------------------------
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """Every cluster."""
+        return list(self.request("GET", "/clusters")["items"])
+
+    def cluster(self, name: str) -> dict[str, Any]:
+        """One cluster."""
+        return dict(self.request("GET", f"/clusters/{_seg(name)}"))
+
+    def assets(self) -> list[dict[str, Any]]:
+        """Every asset set."""
+        return list(self.request("GET", "/assets")["items"])
+
+    def delete_asset(self, name: str) -> None:
+        """Delete an asset set (ApiError 409 while in use)."""
+        self.request("DELETE", f"/assets/{_seg(name)}")
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Every DHCP lease."""
+        return list(self.request("GET", "/leases")["items"])
+
+    def discovered(self) -> list[dict[str, Any]]:
+        """Machines seen but not in the inventory."""
+        return list(self.request("GET", "/discovered")["items"])
+
+    def events(self, **filters: Any) -> dict[str, Any]:  # noqa: ANN401
+        """One page of events: machine, kind, severity, since, before, limit."""
+        return dict(self.request("GET", "/events", **filters))
+
+
+def _seg(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _api_error(exc: urllib.error.HTTPError) -> ApiError:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return ApiError(exc.code, str(body.get("error", exc.reason)), str(body.get("detail", "")))
