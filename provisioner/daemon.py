@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
@@ -96,7 +95,9 @@ async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | N
         settings=settings,
         store=store,
         events=sink,
-        instance=f"{socket.gethostname()}:{os.getpid()}",
+        # Stable across restarts, so a restarted daemon resumes its own machines at once
+        # (claims by another name wait until they are stale).
+        instance=settings.dhcp.instance or socket.gethostname(),
         stopping=stopping,
     )
     rt.counter_sources["events"] = lambda: sink.stats

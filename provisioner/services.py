@@ -97,7 +97,7 @@ async def dhcp_service(rt: Runtime) -> AsyncIterator[None]:
         machines=rt.machines,
         events=rt.events,
         discovered=discovered if rt.settings.dhcp.unknown_machines != "ignore" else None,
-        options=TransportOptions(instance=rt.settings.dhcp.instance or rt.instance),
+        options=TransportOptions(instance=rt.instance),
     )
     await service.start()
     rt.services["dhcp"] = service

@@ -135,7 +135,10 @@ class DhcpSettings(_Section):
     relay_agents: tuple[ipaddress.IPv4Address, ...] = ()
     unknown_machines: Literal["ignore", "record", "discovery"] = "record"
     instance: str = ""
-    """This daemon's name in lease rows when several share a database; default host:pid."""
+    """This daemon's name (lease rows, machine claims) when several share a database.
+
+    Default: the host name. Give each daemon sharing one database a distinct name.
+    """
     subnet: tuple[SubnetSettings, ...] = ()
 
 

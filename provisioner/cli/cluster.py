@@ -274,6 +274,31 @@ def talosconfig(state: CliState, name: str, endpoints: tuple[str, ...], out: Pat
         click.echo(f"wrote {out}", err=True)
 
 
+@cluster.command("rotate-token")
+@click.argument("name")
+@pass_state
+def rotate_token(state: CliState, name: str) -> None:
+    """Give cluster NAME a new machine (trustd) token; every CA and key stays.
+
+    Configs rendered from now on carry the new token, and trustd (after a daemon restart)
+    accepts only it. Nodes already running keep the old token in their config: apply the
+    new worker config to them (talosctl apply-config) before restarting the daemon.
+    """
+    import dataclasses
+
+    from provisioner.talos.secrets import generate_token
+
+    name = _name(name)
+
+    async def work(store: Store) -> None:
+        bundle = await _bundle(store, name)
+        rotated = dataclasses.replace(bundle, trustd_token=generate_token())
+        await StoreSecretsRepository(store, actor="cli:rotate-token").put(name, rotated)
+
+    _with_store(state, work)
+    click.echo(f"{name}: new machine token stored; restart the daemon so trustd uses it")
+
+
 @cluster.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

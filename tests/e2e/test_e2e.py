@@ -23,7 +23,7 @@ from lab import control
 from lab.demo import BRIDGE_IP, DEFAULT_INVENTORY, HTTP_PORT, LabStack
 from lab.machines import lab_machines
 
-pytestmark = [pytest.mark.lab, pytest.mark.e2e]
+pytestmark = [pytest.mark.lab, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 PROVISION_TIMEOUT = "420"
 

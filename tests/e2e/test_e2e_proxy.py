@@ -22,7 +22,7 @@ from lab.demo import LabStack
 
 from .test_e2e import PROVISION_TIMEOUT, machines, serial, stack_fixture
 
-pytestmark = [pytest.mark.lab, pytest.mark.e2e]
+pytestmark = [pytest.mark.lab, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SITE_IP = "10.77.0.2"
 

@@ -199,3 +199,16 @@ def test_bad_cluster_name_is_rejected(settings: Path) -> None:
     result = run(settings, "cluster", "secrets", "Bad_Name")
     assert result.exit_code == 2
     assert "invalid cluster name" in result.output
+
+
+def test_rotate_token_keeps_the_cas(with_secrets: Path, tmp_path: Path, fresh_bundle: SecretsBundle) -> None:
+    result = run(with_secrets, "cluster", "rotate-token", "lab")
+    assert result.exit_code == 0, result.output
+    export = tmp_path / "after.yaml"
+    assert run(with_secrets, "cluster", "secrets", "lab", "--export", str(export)).exit_code == 0
+    after = load_bundle(export.read_text())
+    assert after.trustd_token != fresh_bundle.trustd_token
+    assert after.os == fresh_bundle.os and after.k8s == fresh_bundle.k8s
+    config = run(with_secrets, "cluster", "config", "lab", "lab-w1").output
+    assert f"token: {after.trustd_token}" in config
+    assert fresh_bundle.trustd_token not in config

@@ -211,3 +211,26 @@ async def test_failing_deprovision_is_bounded_not_a_loop(seeded: Store) -> None:
     await store.update_machine("deadbmc", desired="provisioned", attempts=0)
     ms = await run_until(rec, store, lambda ms: ms["deadbmc"].desired == "none", seconds=10)
     assert power.calls.count(("deadbmc", "pxe_on")) == FAST.max_attempts
+
+
+async def test_a_restarted_daemon_resumes_where_the_last_one_stopped(seeded: Store) -> None:
+    """State lives in the database: a new reconciler with the same instance name continues."""
+    store = seeded
+    first = Reconciler(store, MemoryEventSink(), Power(set()), trusted, instance="host-a", timeouts=FAST)
+    await store.update_machine("good1", desired="provisioned")
+    await run_until(first, store, lambda ms: ms["good1"].state == "Netbooting")
+    await first.stop()  # the daemon goes away mid-run
+    await boot_signals(store, "good1")  # the machine carries on booting meanwhile
+    power = Power(set())
+    second = Reconciler(store, MemoryEventSink(), power, trusted, instance="host-a", timeouts=FAST)
+    ms = await run_until(second, store, lambda ms: ms["good1"].state == "Provisioned")
+    assert ms["good1"].state == "Provisioned"
+    assert power.calls == []  # no second power-on: it resumed, it did not restart the run
+    # a different instance must not take over while the claim is fresh
+    other = Reconciler(store, MemoryEventSink(), Power(set()), trusted, instance="host-b", timeouts=FAST)
+    await store.update_machine("good2", desired="provisioned")
+    await second.tick()
+    await second.settle()
+    await other.tick()
+    await other.settle()
+    assert (await store.get_machine("good2")).owner == "host-a"  # type: ignore[union-attr]
