@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import statistics
@@ -28,48 +27,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lib_topology import SERVER_IP, ensure_tools, namespaces, sh
+
 REPO = Path(__file__).resolve().parent.parent
-SERVER_IP = "10.88.0.1"
-CLIENT_IP = "10.88.0.2"
 OURS_PORT = 8080
 NGINX_PORT = 8081
 BARE_PORT = 8082
 MIB = 1 << 20
 MB = 1_000_000
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-def ensure_tools() -> None:
-    missing = [
-        pkg for tool, pkg in (("nginx", "nginx-light"), ("curl", "curl")) if shutil.which(tool) is None
-    ]
-    if missing:
-        print(f"installing {' '.join(missing)}", flush=True)
-        sh("apt-get", "install", "-y", "--no-install-recommends", *missing)
-
-
-@contextlib.contextmanager
-def namespaces() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    srv, cli = f"pv-http-{tag}-srv", f"pv-http-{tag}-cli"
-    vs, vc = f"pvhs{tag}", f"pvhc{tag}"
-    try:
-        sh("ip", "netns", "add", srv)
-        sh("ip", "netns", "add", cli)
-        sh("ip", "link", "add", vs, "type", "veth", "peer", "name", vc)
-        sh("ip", "link", "set", vs, "netns", srv)
-        sh("ip", "link", "set", vc, "netns", cli)
-        for ns, dev, addr in ((srv, vs, SERVER_IP), (cli, vc, CLIENT_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/16", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield srv, cli
-    finally:
-        for ns in (srv, cli):
-            sh("ip", "netns", "del", ns, check=False)
 
 
 def port_bound(ns: str, port: int) -> Callable[[], bool]:
@@ -168,7 +133,7 @@ TESTS = (
 
 
 def drive(runs: int, clients: int) -> int:
-    ensure_tools()
+    ensure_tools({"nginx": "nginx-light", "curl": "curl"})
     work = Path(tempfile.mkdtemp(prefix="pv-bench-http-"))
     work.chmod(0o755)  # nginx workers run unprivileged and must read the assets
     try:
@@ -180,7 +145,7 @@ def drive(runs: int, clients: int) -> int:
         conf = nginx_conf(work, state / "assets")
         results: dict[str, dict[str, list[float]]] = {"ours": {}, "nginx": {}, "bare": {}}
         moved = {"ours": 0, "nginx": 0, "bare": 0}
-        with namespaces() as (srv, cli), contextlib.ExitStack() as stack:
+        with namespaces("http") as (srv, cli), contextlib.ExitStack() as stack:
             me = str(Path(__file__).resolve())
             ours = stack.enter_context(
                 server_process(

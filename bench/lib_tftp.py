@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,48 +31,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lib_topology import SERVER_IP, ensure_tools, namespaces, sh
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from provisioner.events import Event
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_IP = "10.88.0.1"
-CLIENT_IP = "10.88.0.2"
 MIB = 1 << 20
 TOOLS = {"in.tftpd": "tftpd-hpa", "dnsmasq": "dnsmasq", "atftp": "atftp", "curl": "curl"}
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-def ensure_tools() -> None:
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
-    if missing:
-        print(f"installing {' '.join(missing)}", flush=True)
-        sh("apt-get", "install", "-y", "--no-install-recommends", *missing)
-
-
-@contextlib.contextmanager
-def namespaces() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    srv, cli = f"pv-tftp-{tag}-srv", f"pv-tftp-{tag}-cli"
-    vs, vc = f"pvts{tag}", f"pvtc{tag}"
-    try:
-        sh("ip", "netns", "add", srv)
-        sh("ip", "netns", "add", cli)
-        sh("ip", "link", "add", vs, "type", "veth", "peer", "name", vc)
-        sh("ip", "link", "set", vs, "netns", srv)
-        sh("ip", "link", "set", vc, "netns", cli)
-        for ns, dev, addr in ((srv, vs, SERVER_IP), (cli, vc, CLIENT_IP)):
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/16", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        yield srv, cli
-    finally:
-        for ns in (srv, cli):
-            sh("ip", "netns", "del", ns, check=False)
 
 
 @contextlib.contextmanager
@@ -188,7 +154,7 @@ def measure(cli: str, out: Path) -> dict[str, float]:
 
 
 def drive(runs: int) -> int:
-    ensure_tools()
+    ensure_tools(TOOLS)
     with tempfile.TemporaryDirectory(prefix="pv-tftp-bench-") as tmp:
         root, out = Path(tmp) / "root", Path(tmp) / "out"
         root.mkdir()
@@ -197,7 +163,7 @@ def drive(runs: int) -> int:
         (root / "f8m.bin").write_bytes(os.urandom(8 * MIB))
         os.chmod(tmp, 0o755)  # noqa: PTH101 - dnsmasq and tftpd drop privileges
         samples: dict[str, dict[str, list[float]]] = {}
-        with namespaces() as (srv, cli):
+        with namespaces("tftp") as (srv, cli):
             # Runs are interleaved (ours, tftpd-hpa, dnsmasq, ours, ...) so that drift in
             # a shared machine's load hits every server alike; the median is reported.
             for run in range(runs):
