@@ -59,7 +59,13 @@ def match_machine(index: MachineIndex, labels: RequestLabels, macs: list[str]) -
     return index.match(RequestLabels(serial=labels.serial))
 
 
-async def _unknown(c: WebContext, labels: RequestLabels, source: str) -> web.Response:
+DISCOVERY_ASSET_SET = "discovery"
+"""The asset set unknown machines boot when `[dhcp] unknown_machines = "discovery"`."""
+
+
+async def _unknown(
+    c: WebContext, labels: RequestLabels, source: str, platform: BootPlatform | None = None
+) -> web.Response:
     if labels.mac is not None:
         try:
             await c.rt.store.record_discovered(
@@ -75,6 +81,15 @@ async def _unknown(c: WebContext, labels: RequestLabels, source: str) -> web.Res
             data={"mac": labels.mac, "uuid": labels.uuid, "source": source},
         )
     )
+    if c.rt.settings.dhcp.unknown_machines == "discovery" and platform is not None:
+        asset = await c.assets.get(DISCOVERY_ASSET_SET)
+        if asset is not None and asset.arch == platform.arch:
+            return _script(
+                c.ipxe.discovery(asset_set=asset.name, platform=platform, asset_cmdline=asset.cmdline)
+            )
+        log.warning(
+            "unknown_machines = discovery, but no %s asset set for %s", DISCOVERY_ASSET_SET, platform.arch
+        )
     return _script(c.ipxe.unknown())
 
 
@@ -86,7 +101,8 @@ async def machine_script(request: web.Request) -> web.Response:
     summary = match_machine(c.rt.machines(), labels, macs)
     record = None if summary is None else await c.rt.store.get_machine(summary.name)
     if record is None:
-        return await _unknown(c, labels, source)
+        platform = BootPlatform.from_query(labels.arch, request.query.get("platform"))
+        return await _unknown(c, labels, source, platform)
     name = record.name
     decision = decide_boot(record)
     platform = BootPlatform.from_query(labels.arch, request.query.get("platform"))

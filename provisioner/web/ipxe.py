@@ -212,6 +212,22 @@ class IpxeRenderer:
         """Stage two for a known machine with nothing to do: back to the firmware."""
         return self._render("hold.ipxe.j2", machine=machine, reason=reason)
 
+    def discovery(self, *, asset_set: str, platform: BootPlatform, asset_cmdline: str) -> str:
+        """Stage two for an unknown machine when the discovery image is configured.
+
+        The image's own command line only: no talos.config, no token, nothing secret.
+        """
+        args = [f"initrd={EFI_INITRD_NAME}"] if platform.efi else []
+        args += asset_cmdline.split()
+        cmdline = " ".join(check_arg(arg) for arg in args)
+        return self._render(
+            "discovery.ipxe.j2",
+            asset_set=_safe(asset_set),
+            cmdline=cmdline,
+            efi=platform.efi,
+            initrd_name=EFI_INITRD_NAME,
+        )
+
     def unknown(self) -> str:
         """Stage two for a machine the inventory does not know: recorded, then exit."""
         return self._render("unknown.ipxe.j2")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import aiohttp
 from sqlalchemy import select
-from webenv import MAC1, MAC1B, MAC2, UUID1, Env, add_asset_set, add_cluster, add_machine, hexhyp
+from webenv import MAC1, MAC1B, MAC2, UUID1, Env, add_asset_set, add_cluster, add_machine, hexhyp, start_env
 
+from provisioner.store.repository import Store
 from provisioner.store.tables import ConfigTokenRow
 from provisioner.store.tokens import hash_token
 
@@ -171,3 +173,22 @@ async def test_full_mode_script_only_to_the_lease_holder(env: Env, http: aiohttp
         own.get(env.base + "/ipxe", params={"mac": hexhyp(MAC1)}) as r,
     ):
         assert "config?t=" in await r.text()
+
+
+async def test_unknown_machine_boots_the_discovery_image_when_configured(
+    sqlite_store: Store, state_dir: Path, http: aiohttp.ClientSession
+) -> None:
+    env = await start_env(sqlite_store, state_dir, dhcp={"unknown_machines": "discovery"})
+    try:
+        # no discovery asset set yet: recorded and sent back to the firmware
+        text = await script(http, env, mac="52-54-00-aa-bb-01", arch="x86_64", platform="pcbios")
+        assert text.rstrip().endswith("exit")
+        await add_asset_set(env, "discovery", cmdline="console=ttyS0 inventory.report=1")
+        text = await script(http, env, mac="52-54-00-aa-bb-02", arch="x86_64", platform="pcbios")
+        assert f"kernel {env.base}/assets/discovery/kernel console=ttyS0 inventory.report=1\n" in text
+        assert "talos.config" not in text
+        assert text.rstrip().endswith("boot")
+        found = {d.mac for d in await env.store.list_discovered()}
+        assert found == {"52:54:00:aa:bb:01", "52:54:00:aa:bb:02"}
+    finally:
+        await env.server.stop()

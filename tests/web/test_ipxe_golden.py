@@ -40,6 +40,14 @@ VARIANTS = {
     "disk-sanboot": lambda: renderer().disk(machine="r1-n3", mode="sanboot"),
     "hold": lambda: renderer().hold(machine="r1-n3", reason="state-ConfigServed"),
     "unknown": lambda: renderer().unknown(),
+    "discovery-bios-amd64": lambda: renderer().discovery(
+        asset_set="discovery",
+        platform=BootPlatform("amd64", efi=False),
+        asset_cmdline="console=ttyS0 inventory.report=1",
+    ),
+    "discovery-efi-amd64": lambda: renderer().discovery(
+        asset_set="discovery", platform=BootPlatform("amd64", efi=True), asset_cmdline="console=ttyS0"
+    ),
     "error": lambda: renderer().error(machine="r1-n3", reason="no-asset-set"),
 }
 

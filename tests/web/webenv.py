@@ -120,10 +120,12 @@ async def add_lease(
 
 async def start_env(store: Store, state_dir: Path, **app_kw: Any) -> Env:
     idle = float(app_kw.pop("idle", 3.0))
+    dhcp = app_kw.pop("dhcp", {})
     port = free_port()
     settings = Settings(
         state_dir=state_dir,
         http={"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"},  # type: ignore[arg-type]
+        dhcp=dhcp,
     )
     events = MemoryEventSink()
     rt = Runtime(settings=settings, store=store, events=events, instance="test:1", stopping=asyncio.Event())
