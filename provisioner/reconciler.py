@@ -215,7 +215,11 @@ class Reconciler:
         except Exception as exc:  # the driver's message says what is wrong
             await self._fail(m, f"power on failed: {exc}")
             return
-        await self._move(m, Signal.POWERED_ON, "set PXE once and powered on")
+        manual = m.bmc is None or m.bmc.driver == "manual"
+        reason = (
+            "no BMC: waiting for someone to power it on by hand" if manual else "set PXE once and powered on"
+        )
+        await self._move(m, Signal.POWERED_ON, reason)
 
     async def _check_netboot(self, m: MachineRecord, since: datetime, elapsed: float) -> None:
         t = self.timeouts

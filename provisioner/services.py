@@ -116,7 +116,7 @@ async def power_service(rt: Runtime) -> AsyncIterator[None]:
     """BMC power: `rt.services["power"]` is a MachinePower (API and reconciler use it)."""
     service = PowerService(rt.settings.power, rt.events)
     await service.start()
-    rt.services["power"] = MachinePower(rt.store, service)
+    rt.services["power"] = MachinePower(rt.store, service, rt.events)
     rt.counter_sources["power"] = service.counters
     try:
         yield

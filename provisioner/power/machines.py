@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from provisioner.events import Event, EventSink, Severity, utcnow
 from provisioner.power.base import BmcCredentials, BootDevice, PowerAction, PowerState, Secret
+from provisioner.power.manual import manual_instruction
 from provisioner.power.service import PowerResult, PowerService
 from provisioner.store.records import MachineRecord
 from provisioner.store.repository import Store, bmc_context
@@ -35,9 +37,10 @@ class PowerFailedError(Exception):
 class MachinePower:
     """Power actions addressed by machine name or record."""
 
-    def __init__(self, store: Store, service: PowerService) -> None:
+    def __init__(self, store: Store, service: PowerService, events: EventSink) -> None:
         self._store = store
         self._service = service
+        self._events = events
 
     async def credentials(self, machine: MachineRecord) -> BmcCredentials:
         """The machine's BMC credentials, password still sealed."""
@@ -86,7 +89,14 @@ class MachinePower:
         return out
 
     async def __call__(self, machine: MachineRecord, action: str) -> None:
-        """The reconciler's PowerPort: `pxe_on` or `off`."""
+        """The reconciler's PowerPort: `pxe_on` or `off`.
+
+        A machine with no BMC in the inventory is powered by hand, as with the `manual`
+        driver: the operator is told (an event), and PXE does the rest.
+        """
+        if machine.bmc is None:
+            self._ask_operator(machine, action)
+            return
         if action == "pxe_on":
             await self._run(machine, PowerAction.SET_BOOT_DEVICE, device=BootDevice.PXE, persistent=False)
             state = await self._state(machine)
@@ -98,6 +108,26 @@ class MachinePower:
         else:
             msg = f"unknown reconciler power action {action!r}"
             raise ValueError(msg)
+
+    def _ask_operator(self, machine: MachineRecord, action: str) -> None:
+        lines = (
+            [
+                manual_instruction(PowerAction.SET_BOOT_DEVICE, machine.name, device=BootDevice.PXE),
+                manual_instruction(PowerAction.ON, machine.name),
+            ]
+            if action == "pxe_on"
+            else [manual_instruction(PowerAction.OFF, machine.name)]
+        )
+        self._events.emit(
+            Event(
+                kind="power.manual",
+                at=utcnow(),
+                machine=machine.name,
+                severity=Severity.WARNING,
+                message="; ".join(lines),
+                data={"action": action, "reason": "no BMC in the inventory"},
+            )
+        )
 
     async def _state(self, machine: MachineRecord) -> PowerState | None:
         return (await self._run(machine, PowerAction.STATUS)).state
