@@ -151,12 +151,14 @@ def test_reprovision_a_provisioned_machine(bios: LabStack) -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:]
     assert machines(bios)["lab-w2"]["state"] == "Provisioned"
-    assert serial(bios, "lab-w2").count("LAB-AGENT: config fetched") == before + 1
+    # it netbooted again (not its old disk); a bounded retry under load may add a boot
+    assert serial(bios, "lab-w2").count("LAB-AGENT: config fetched") > before
     trail = [
         e["data"].get("to") for e in reversed(events(bios, "lab-w2")) if e["kind"] == "machine.transition"
     ]
-    assert "Deprovisioning" in trail
-    assert trail[-1] == "Provisioned"
+    after = trail[len(trail) - 1 - trail[::-1].index("Deprovisioning") :]
+    assert after[:3] == ["Deprovisioning", "Registered", "PoweringOn"], trail
+    assert after[-1] == "Provisioned", trail
 
 
 def test_bmc_with_wrong_credentials_fails_with_its_reason(bios: LabStack, tmp_path: Path) -> None:
