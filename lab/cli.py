@@ -24,9 +24,6 @@ def _state_dir(value: str | None) -> Path:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    if args.backend != "qemu":
-        sys.stderr.write("lab: the libvirt backend is not implemented yet; use --backend qemu\n")
-        return 2
     options = control.LabOptions(
         state_dir=_state_dir(args.state_dir),
         namespace=args.namespace,
@@ -35,6 +32,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         firmware=args.firmware,
         memory_mib=args.memory,
         owner_pid=os.getpid() if args.foreground else None,
+        backend=args.backend,
     )
     try:
         control.up(options)
@@ -61,7 +59,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     state, vms = found
     header = (
         f"namespace {state.namespace}  bridge {state.bridge} 10.77.0.1/24 fd77::1/64  "
-        f"firmware {state.firmware}  state {state.state_dir}"
+        f"firmware {state.firmware}  backend {state.backend}  state {state.state_dir}"
     )
     lines = [header]
     for record in state.processes:
@@ -123,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="create network, BMCs (VMs stay off)")
     p_up.add_argument("--machines", type=int, default=3)
     p_up.add_argument("--firmware", choices=FIRMWARES, default="bios")
-    p_up.add_argument("--backend", choices=("qemu", "libvirt"), default="qemu")
+    p_up.add_argument("--backend", choices=control.BACKENDS, default="qemu")
     p_up.add_argument("--memory", type=int, default=256, help="MiB per VM (Talos needs 2048+)")
     p_up.add_argument("--namespace", default="pvlab")
     p_up.add_argument("--bridge", default="labbr0")

@@ -17,21 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import net, registry
+from lab import libvirt_backend, net, registry
+from lab.errors import LabError
 from lab.machines import lab_machines
 from lab.state import LabState, ProcessRecord, process_start_time
 from lab.vm import FIRMWARES, VmFiles
 
-__all__ = ["LabError", "LabOptions", "VmStatus", "down", "status", "up"]
+__all__ = ["BACKENDS", "LabError", "LabOptions", "VmStatus", "down", "status", "up"]
 
 RA_PREFIX = "fd77::/64"
 BMC_ADDRESS = "127.0.0.1"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _READY_TIMEOUT_S = 15.0
-
-
-class LabError(RuntimeError):
-    """The lab cannot do what was asked."""
+BACKENDS = ("qemu", "libvirt")  # qemu: the lab's own BMCs; libvirt: libvirtd + virtualbmc
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,7 @@ class LabOptions:
     firmware: str = "bios"
     memory_mib: int = 256
     owner_pid: int | None = None  # a lab whose owner dies is "stale" (registry.py)
+    backend: str = "qemu"
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,9 @@ def up(options: LabOptions) -> LabState:
     if options.firmware not in FIRMWARES:
         msg = f"unknown firmware {options.firmware!r}"
         raise LabError(msg)
+    if options.backend not in BACKENDS:
+        msg = f"unknown backend {options.backend!r}"
+        raise LabError(msg)
     lab_machines(options.machines)  # validates the count
     state_dir = options.state_dir.resolve()
     created = [d for d in (state_dir, *state_dir.parents) if not d.exists()]
@@ -122,12 +124,16 @@ def up(options: LabOptions) -> LabState:
         machines=options.machines,
         firmware=options.firmware,
         created_dirs=[str(d) for d in created],
+        backend=options.backend,
     )
     state.namespace_created = True  # recorded before creation: down tolerates absence
     state.save()
     registry.record(options.namespace, state_dir, options.owner_pid)
     try:
-        _build(state, options)
+        if options.backend == "libvirt":
+            _build_libvirt(state, options)
+        else:
+            _build(state, options)
     except BaseException:
         down(state_dir)  # a failed `up` leaves nothing behind (a SIGKILL: run `lab down`)
         raise
@@ -162,6 +168,24 @@ def _build(state: LabState, options: LabOptions) -> None:
         ]  # fmt: skip
         _spawn(state, f"bmcd-{machine.name}", bmcd, env)
     _wait_udp_bound(options.namespace, [m.bmc_port for m in machines])
+
+
+def _build_libvirt(state: LabState, options: LabOptions) -> None:
+    """The same network and RA sender as `_build`; libvirtd + virtualbmc instead of bmcd."""
+    state_dir = Path(state.state_dir)
+    net.create_namespace(options.namespace)
+    net.create_bridge(options.namespace, options.bridge)
+    password = bmc_password(state_dir)
+    env = {**os.environ, "PYTHONPATH": str(_REPO_ROOT), "LAB_BMC_PASSWORD": password}
+    _spawn(state, "ra", [sys.executable, "-m", "lab.ra_daemon", options.bridge, RA_PREFIX], env)
+    libvirt_backend.start(
+        state,
+        memory_mib=options.memory_mib,
+        password=password,
+        env=env,
+        spawn=_spawn,
+        wait_udp=_wait_udp_bound,
+    )
 
 
 def _stop(pid: int, start: str | None) -> None:
@@ -206,6 +230,8 @@ def lab_files(state: LabState) -> list[Path]:
     """Every file a lab of this shape creates in its state directory."""
     state_dir = Path(state.state_dir)
     files = [state_dir / name for name in ("bmc-password", "ra.log", "bmcd.log")]
+    if state.backend == "libvirt":
+        files += libvirt_backend.lab_files(state_dir)
     for machine in lab_machines(state.machines):
         files.append(state_dir / f"bmcd-{machine.name}.log")
         vm = VmFiles.under(state_dir, machine.name)
@@ -219,7 +245,11 @@ def down(state_dir: Path, *, keep_logs: bool = False) -> bool:
     state = LabState.load(state_dir.resolve())
     if state is None:
         return False
+    if state.backend == "libvirt":
+        libvirt_backend.stop_domains(state)
     _stop_everything(state)
+    if state.backend == "libvirt":
+        libvirt_backend.remove_files(state)
     for tap in state.taps:
         net.delete_link(state.namespace, tap)
     net.delete_link(state.namespace, state.bridge)
@@ -262,6 +292,8 @@ def status(state_dir: Path) -> tuple[LabState, list[VmStatus]] | None:
     for machine in lab_machines(state.machines):
         files = VmFiles.under(state_dir, machine.name)
         power = "off"
+        if state.backend == "libvirt":
+            power = libvirt_backend.power_state(state, machine.name)
         with contextlib.suppress(OSError, ValueError):
             pid = int(files.pid_file.read_text(encoding="ascii").strip())
             if process_start_time(pid) is not None:

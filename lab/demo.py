@@ -102,6 +102,7 @@ class LabStack:
     inventory: Path = DEFAULT_INVENTORY
     namespace: str = "pvlab"
     owner_pid: int | None = None
+    backend: str = "qemu"  # or "libvirt": libvirtd + virtualbmc (lab/libvirt_backend.py)
     env: dict[str, str] = field(default_factory=dict)
     daemon_pid: int | None = None
 
@@ -147,9 +148,8 @@ class LabStack:
 
     def up(self) -> None:
         """Lab, assets, settings, inventory, secrets, daemon: everything but provisioning."""
-        _say(
-            f"bringing the lab up: {self.machines} VMs ({self.firmware}), bridge {BRIDGE_IP}/24, virtual BMCs"
-        )
+        kind = self.firmware if self.backend == "qemu" else f"{self.firmware}, {self.backend}"
+        _say(f"bringing the lab up: {self.machines} VMs ({kind}), bridge {BRIDGE_IP}/24, virtual BMCs")
         control.up(
             control.LabOptions(
                 state_dir=self.state_dir,
@@ -157,6 +157,7 @@ class LabStack:
                 machines=self.machines,
                 firmware=self.firmware,
                 owner_pid=self.owner_pid,
+                backend=self.backend,
             )
         )
         self.env = {

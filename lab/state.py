@@ -59,6 +59,7 @@ class LabState:
     processes: list[ProcessRecord] = field(default_factory=list)
     namespace_created: bool = False
     created_dirs: list[str] = field(default_factory=list)  # deepest first
+    backend: str = "qemu"  # "libvirt": lab.libvirt_backend (older state files lack it)
 
     @property
     def path(self) -> Path:
