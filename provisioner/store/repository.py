@@ -269,13 +269,8 @@ class Store:
 
     async def bmc_password(self, name: str) -> str | None:
         """The decrypted BMC password of a machine, for one call. Never log the result."""
-        async with self.session() as session:
-            row = (
-                await session.execute(select(BmcRow).join(MachineRow).where(col(MachineRow.name) == name))
-            ).scalar_one_or_none()
-        if row is None or row.password_enc is None:
-            return None
-        return self.box.open_text(row.password_enc, bmc_context(name))
+        blob = await self.bmc_password_blob(name)
+        return None if blob is None else self.box.open_text(blob, bmc_context(name))
 
     # -- clusters ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ A known machine's stage-two script is one of three things:
 - HOLD: anything else: back to the firmware's next boot device, no token issued.
 
 The config itself is served only while the machine is in CONFIG_DELIVERY_STATES; this set
-is the single definition of the provisioning window for config delivery.
+(the provisioning window) is defined once, with the lifecycle table in provisioner/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from provisioner.lifecycle import CONFIG_DELIVERY_STATES
 from provisioner.model import MachineState
 from provisioner.store.records import MachineRecord
 
@@ -33,8 +34,6 @@ __all__ = [
     "decide_boot",
 ]
 
-CONFIG_DELIVERY_STATES = frozenset({MachineState.NETBOOTING})
-"""States in which a machine may fetch its config (with a valid token)."""
 
 NETBOOT_STATES = frozenset({MachineState.POWERING_ON, MachineState.NETBOOTING})
 """States in which a script fetch means "the machine is netbooting now"."""
