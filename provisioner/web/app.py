@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -42,14 +42,34 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("provisioner.web.access")
 
 MAX_BODY = 64 * 1024  # API bodies are small JSON objects (THREATS.md C7)
-_TOKEN_RE = re.compile(r"(^|[?&])(t=)[^&]*")
+TOKEN_KEY = "t"  # noqa: S105 - the query key, not a secret
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def redact(path_qs: str) -> str:
-    """A request target with any config token replaced by REDACTED."""
-    return _TOKEN_RE.sub(r"\1\2REDACTED", path_qs)
+    """A request target with any config token replaced by REDACTED.
+
+    A parameter is the token if its key, percent-decoded until stable, is `t`: aiohttp
+    decodes `%74=` to `t=` and accepts the token that way, so the log must not show it.
+    """
+    path, sep, query = path_qs.partition("?")
+    if not sep:
+        return path_qs
+    parts = []
+    for param in query.split("&"):
+        key, eq, _ = param.partition("=")
+        parts.append(f"{key}=REDACTED" if eq and _decoded(key) == TOKEN_KEY else param)
+    return f"{path}?{'&'.join(parts)}"
+
+
+def _decoded(value: str) -> str:
+    for _ in range(4):
+        decoded = unquote_plus(value)
+        if decoded == value:
+            break
+        value = decoded
+    return value
 
 
 def _route_of(request: web.Request) -> str:

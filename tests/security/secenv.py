@@ -171,6 +171,15 @@ class Daemon:
                 return events
             time.sleep(0.2)
 
+    def wait_log(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str:
+        """The daemon's output once `predicate` holds for it (or a timeout passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = (self.root / "daemon.log").read_text(errors="replace")
+            if predicate(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.2)
+
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         query = "limit=500" + (f"&kind={kind}" if kind else "")
         r = request(f"{self.api}/api/v1/events?{query}", headers=self.auth())
