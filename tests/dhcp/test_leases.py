@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -199,3 +200,12 @@ async def test_unknown_clients_keep_client_id_semantics(sql_store: SqlLeaseStore
     for row, expected in cases:
         assert await sql_store.commit([row], NOW) == [expected], row
         assert await memory.commit([row], NOW) == [expected], row
+
+
+def test_the_sql_rule_frees_exactly_the_states_the_book_frees() -> None:
+    """`binding.LEASE_UPSERT_WHERE` lists states as SQL text: keep it in step with `Lease.holds`."""
+    from provisioner.dhcp.binding import LEASE_UPSERT_WHERE
+
+    listed = set(re.findall(r"'(\w+)'", LEASE_UPSERT_WHERE.split("lease.state IN", 1)[1].split(")", 1)[0]))
+    free = {str(s) for s in LeaseState if not lease("10.0.0.1", "02:00:00:00:00:01", state=s).holds(NOW)}
+    assert listed == free
