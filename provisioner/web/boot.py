@@ -10,7 +10,7 @@ from provisioner.events import Event, Severity, utcnow
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
 from provisioner.model import MachineState, MachineSummary
 from provisioner.store.assets import NAME_RE
-from provisioner.web.claim import claim_refusal
+from provisioner.web.claim import check_served_elsewhere, claim_refusal
 from provisioner.web.context import WebContext, ctx
 from provisioner.web.ipxe import BootPlatform, IpxeError
 from provisioner.web.policy import BootAction, decide_boot
@@ -110,6 +110,7 @@ async def machine_script(request: web.Request) -> web.Response:
     if decision.action is BootAction.DISK:
         return _script(c.ipxe.disk(machine=name, mode=decision.disk_mode))
     if decision.action is BootAction.HOLD:
+        await check_served_elsewhere(c, record, source)
         return _script(c.ipxe.hold(machine=name, reason=decision.reason))
     return await _install(c, record_name=name, source=source, platform=platform)
 

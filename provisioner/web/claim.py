@@ -31,12 +31,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from provisioner.events import Event, Severity, utcnow
+from provisioner.model import MachineState
 from provisioner.store.records import MachineRecord
 from provisioner.web.context import WebContext
 
-__all__ = ["HOLD_REASON_FROZEN", "claim_refusal"]
+__all__ = ["AFTER_CONFIG_STATES", "HOLD_REASON_FROZEN", "check_served_elsewhere", "claim_refusal"]
 
 HOLD_REASON_FROZEN = "window-frozen"
+AFTER_CONFIG_STATES = frozenset({MachineState.CONFIG_SERVED.value})
+"""States in which the machine's config has just been delivered and Talos is installing."""
 
 
 def _alert(c: WebContext, machine: str, reason: str, message: str, **data: str) -> None:
@@ -98,3 +101,25 @@ async def claim_refusal(c: WebContext, record: MachineRecord, source: str, now: 
         source=source,
     )
     return HOLD_REASON_FROZEN
+
+
+async def check_served_elsewhere(c: WebContext, record: MachineRecord, source: str) -> None:
+    """Raise an ALERT if the machine asks from an address other than the one that got its config.
+
+    Right after delivery the machine runs Talos; a stage-two request for it from *another*
+    address means the config went to an impostor (proxy mode, attacker first) or the
+    impostor is asking now. Either way the operator must know: rotate the cluster secrets.
+    """
+    if record.state not in AFTER_CONFIG_STATES:
+        return
+    spent = await c.tokens.last_spent(record.name)
+    if spent is None or spent.used_by in ("", source):
+        return
+    _alert(
+        c,
+        record.name,
+        "config-served-elsewhere",
+        f"{record.name}'s config went to {spent.used_by}, and now {source} asks for its boot script",
+        served_to=spent.used_by,
+        source=source,
+    )

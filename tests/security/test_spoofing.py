@@ -145,3 +145,23 @@ def test_release_through_the_api(start_daemon: Callable[..., Daemon], tmp_path: 
     assert change["data"]["second"] == ATTACKER
     assert request(f"{d.api}/api/v1/machines/nobody/release", method="POST", headers=d.auth()).status == 404
     assert request(url, method="POST").status == 401
+
+
+def test_proxy_mode_theft_before_the_machine_asks_is_an_alert(start_daemon: Callable[..., Daemon]) -> None:
+    """The residual case: the spoofer asks and fetches before the machine's first request.
+
+    It wins the config (documented in docs/http.md); what must not happen is silence: when
+    the real machine then asks, it gets a hold script and an ALERT names where the config went.
+    """
+    d = start_daemon(dhcp_mode="proxy")
+    provision(d)
+    stolen = token_in(script(d, ATTACKER))
+    assert stolen is not None
+    status, _ = fetch_config(d, stolen, ATTACKER)
+    assert status == 200
+    text = script(d, "127.0.0.1")
+    assert token_in(text) is None
+    events = alerts(d, ("boot.spoofing", "config-served-elsewhere"))
+    (alert,) = [e for e in events if e["data"].get("reason") == "config-served-elsewhere"]
+    assert alert["data"]["served_to"] == ATTACKER
+    assert alert["data"]["source"] == "127.0.0.1"
