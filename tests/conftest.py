@@ -2,7 +2,7 @@
 
 PostgreSQL runs as the `postgres` user in a temporary directory that user owns (initdb
 refuses to run as root), on a free loopback port, and is stopped and removed at the end
-of the session even when tests fail (TESTING.md).
+of the session even when tests fail (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import pytest
 
 from provisioner.store.db import create_schema
 from provisioner.store.repository import Store
+
+pytest_plugins = ("tests.tiers",)  # marks the fast tier `make check` runs
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _db_counter = itertools.count()
