@@ -57,8 +57,8 @@ class TemplateLoader(jinja2.BaseLoader):
 
     def get_source(
         self,
-        environment: jinja2.Environment,
-        template: str,  # noqa: ARG002 - Jinja's signature
+        environment: jinja2.Environment,  # noqa: ARG002 - Jinja's signature
+        template: str,
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
         """Jinja's loader hook: (source, file name or None, up-to-date check or None)."""
         parts = (self.subdir, *_parts(template))
