@@ -32,7 +32,7 @@ __all__ = ["MAX_BODY", "create_app", "redact"]
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("provisioner.web.access")
 
-MAX_BODY = 64 * 1024  # API bodies are small JSON objects (THREATS.md C7)
+MAX_BODY = 64 * 1024  # API bodies are small JSON objects (docs/threats.md C7)
 _TOKEN_RE = re.compile(r"(^|[?&])(t=)[^&]*")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
