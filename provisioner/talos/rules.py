@@ -119,11 +119,12 @@ def _check_token(value: object, path: str, errors: list[str]) -> None:
 def _check_endpoint(value: object, path: str, errors: list[str]) -> None:
     if value is None:
         return
-    parts = urlsplit(str(value))
     try:
+        parts = urlsplit(str(value))
         port = parts.port
     except ValueError:
         port = -1
+        parts = urlsplit("")
     if parts.scheme != "https" or not parts.hostname or port == -1:
         errors.append(f"{path}: must be an https:// URL with a host (got {value!r})")
 
