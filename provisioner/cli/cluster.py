@@ -22,7 +22,7 @@ from provisioner.cli.common import CliState, pass_state
 from provisioner.store.records import ClusterRecord
 from provisioner.store.repository import Store
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_config
-from provisioner.talos.contract import SUPPORTED_CONTRACTS, UnsupportedContractError, VersionContract
+from provisioner.talos.contract import UnsupportedContractError, VersionContract, resolve
 from provisioner.talos.patches import ConfigPatch, PatchError
 from provisioner.talos.repository import StoreSecretsRepository, UnknownClusterError, check_cluster_name
 from provisioner.talos.secrets import (
@@ -37,7 +37,6 @@ from provisioner.talos.validate import Mode, validate_config
 
 __all__ = ["cluster"]
 
-DEFAULT_CONTRACT = str(SUPPORTED_CONTRACTS[-1])
 DEFAULT_KUBERNETES = "1.34.1"
 
 T = TypeVar("T")
@@ -48,10 +47,14 @@ def _with_store(state: CliState, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def _contract(value: str) -> VersionContract:
+    """The contract for a Talos version; newer than the newest known: the newest, said on stderr."""
     try:
-        return VersionContract.parse(value)
+        resolved = resolve(value)
     except UnsupportedContractError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if resolved.note:
+        click.echo(f"warning: {resolved.note}", err=True)
+    return resolved.contract
 
 
 def _name(value: str) -> str:

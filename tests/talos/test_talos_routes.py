@@ -127,3 +127,81 @@ def test_base_configs_are_refused_on_metal_with_talos_reason(tmp_path: Path) -> 
     result = run(settings, "cluster", "config", "base", "base-worker")
     assert result.exit_code == 1
     assert "machine.install: either install disk or diskSelector should be defined" in result.output
+
+
+EXTRA = """\
+kind: Cluster
+name: base
+talosVersion: v{contract}.0
+kubernetesVersion: 1.28.0
+endpoint: https://base:6443
+installDisk: /dev/vda
+installImage: ghcr.io/siderolabs/installer:v{contract}.0
+discovery: false
+kubePrismPort: 0
+---
+kind: Machine
+name: base-controlplane
+cluster: base
+role: controlplane
+macs: [52:54:00:00:00:01]
+---
+kind: Machine
+name: base-worker
+cluster: base
+macs: [52:54:00:00:00:02]
+hostname: w-07
+installImage: registry.example/installer:v{contract}.0
+"""
+
+
+@pytest.mark.parametrize("contract", [VersionContract(1, 13), VersionContract(1, 15)], ids=str)
+def test_more_generate_options_and_machine_overrides(tmp_path: Path, contract: VersionContract) -> None:
+    from provisioner.talos.yamlload import load_all
+
+    settings = tmp_path / "provisioner.toml"
+    settings.write_text(f'state_dir = "{tmp_path / "state"}"\n')
+    (tmp_path / "inv.yaml").write_text(EXTRA.format(contract=contract))
+    assert run(settings, "inventory", "apply", str(tmp_path / "inv.yaml")).exit_code == 0
+    secrets = run(settings, "cluster", "secrets", "base", "--from-file", str(GOLDEN_DIR / "secrets.yaml"))
+    assert secrets.exit_code == 0
+    configs = {}
+    for role in ("controlplane", "worker"):
+        result = run(settings, "cluster", "config", "base", f"base-{role}")
+        assert result.exit_code == 0, result.output
+        configs[role] = load_all(result.stdout)
+    kinds = {role: {d.get("kind", "v1alpha1"): d for d in docs} for role, docs in configs.items()}
+    if contract.multidoc_kubernetes:
+        for docs in kinds.values():
+            assert "DiscoveryServiceConfig" not in docs
+            assert "KubePrismConfig" not in docs
+        assert (
+            kinds["controlplane"]["UnattendedInstallConfig"]["installer"]["image"]
+            == "ghcr.io/siderolabs/installer:v1.15.0"
+        )
+        assert (
+            kinds["worker"]["UnattendedInstallConfig"]["installer"]["image"]
+            == "registry.example/installer:v1.15.0"
+        )
+        assert kinds["worker"]["HostnameConfig"] == {
+            "apiVersion": "v1alpha1",
+            "kind": "HostnameConfig",
+            "hostname": "w-07",
+        }
+    else:
+        for docs in kinds.values():
+            main = docs["v1alpha1"]
+            assert main["cluster"]["discovery"]["enabled"] is False
+            assert "kubePrism" not in main["machine"]["features"]
+        assert (
+            kinds["controlplane"]["v1alpha1"]["machine"]["install"]["image"]
+            == "ghcr.io/siderolabs/installer:v1.13.0"
+        )
+        assert (
+            kinds["worker"]["v1alpha1"]["machine"]["install"]["image"] == "registry.example/installer:v1.13.0"
+        )
+        assert kinds["controlplane"]["HostnameConfig"] == {
+            "apiVersion": "v1alpha1",
+            "kind": "HostnameConfig",
+            "hostname": "base-controlplane",
+        }
