@@ -29,6 +29,7 @@ from provisioner.talos.rulehelpers import (
     is_subnet_or_address,
     machine_type_of,
 )
+from provisioner.talos.rules_labels import node_labels
 from provisioner.talos.rules_multidoc import (
     control_plane_only_documents,
     discovery_identity,
@@ -337,6 +338,7 @@ RULES: tuple[Rule, ...] = (
     disk_partitions,
     kubelet,
     install_extensions,
+    node_labels,
     talos_api_access,
     persist,
     registries_not_null,
