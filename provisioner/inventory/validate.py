@@ -23,6 +23,7 @@ from provisioner.inventory.schema import ClusterSpec, MachineSpec
 from provisioner.settings import SubnetSettings
 from provisioner.talos.contract import UnsupportedContractError
 from provisioner.talos.contract import resolve as resolve_contract
+from provisioner.talos.rules_labels import label_problems, taint_problems
 
 __all__ = ["Inventory", "Located", "load_inventory"]
 
@@ -120,9 +121,16 @@ def _check_talos_version(spec: ClusterSpec, doc: RawDocument, inv: Inventory) ->
         )
 
 
-def _check_hostname_mode(inv: Inventory) -> None:
+def _check_machine_talos_fields(inv: Inventory) -> None:
+    """What Talos would refuse in the machine's config, reported here with file:line."""
     for name, loc in inv.machines.items():
         spec = loc.spec
+        taints = {t.key: f"{t.value}:{t.effect}" if t.value else t.effect for t in spec.taints}
+        for what, problems in (("labels", label_problems(spec.labels)), ("taints", taint_problems(taints))):
+            if problems:
+                inv.problems.append(
+                    f"{loc.where}: machine {name}: invalid node {what}: {'; '.join(problems)}"
+                )
         cluster = inv.clusters.get(spec.cluster) if spec.cluster else None
         mode = spec.hostname_mode or (cluster.spec.hostname_mode if cluster else "static")
         if mode == "stable" and spec.hostname:
@@ -186,7 +194,7 @@ def load_inventory(
     for doc in docs:
         _validate_doc(doc, inv)
     _cross_check(inv, subnets, asset_sets)
-    _check_hostname_mode(inv)
+    _check_machine_talos_fields(inv)
     inv.problems.sort(key=_sort_key)
     inv.warnings.sort(key=_sort_key)
     return inv

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from provisioner.talos.rulehelpers import Doc, get, of_kind
 
-__all__ = ["node_labels"]
+__all__ = ["label_problems", "node_labels", "taint_problems"]
 
 _DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(f"^{_DNS1123_LABEL}(\\.{_DNS1123_LABEL})*$")
@@ -63,7 +63,8 @@ def _label_value(value: str) -> str | None:
     return None
 
 
-def _labels(labels: Mapping[str, object]) -> list[str]:
+def label_problems(labels: Mapping[str, object]) -> list[str]:
+    """labels.Validate: every key a qualified name, every value a label value."""
     found = []
     for key in sorted(labels):
         found += [e for e in (_qualified_name(key), _label_value(str(labels[key] or ""))) if e]
@@ -84,7 +85,8 @@ def _annotations(annotations: Mapping[str, object]) -> list[str]:
     return found
 
 
-def _taints(taints: Mapping[str, object]) -> list[str]:
+def taint_problems(taints: Mapping[str, object]) -> list[str]:
+    """labels.ValidateTaints: key: ``value:effect`` or ``effect``."""
     found = []
     for key in sorted(taints):
         if error := _qualified_name(key):
@@ -109,17 +111,17 @@ def node_labels(main: Doc, docs: list[Doc], _mode: str) -> Iterator[str]:
     """labels.Validate/ValidateAnnotations/ValidateTaints on v1alpha1 and KubeNodeConfig."""
     machine = get(main, "machine") or {}
     for field, what, check in (
-        ("nodeLabels", "machine node labels", _labels),
+        ("nodeLabels", "machine node labels", label_problems),
         ("nodeAnnotations", "machine node annotations", _annotations),
-        ("nodeTaints", "machine node taints", _taints),
+        ("nodeTaints", "machine node taints", taint_problems),
     ):
         if isinstance(value := machine.get(field), Mapping):
             yield from _report(f"machine.{field}", what, check(value))
     for doc in of_kind(docs, "KubeNodeConfig"):
         for field, what, check in (
-            ("labels", "node labels", _labels),
+            ("labels", "node labels", label_problems),
             ("annotations", "node annotations", _annotations),
-            ("taints", "node taints", _taints),
+            ("taints", "node taints", taint_problems),
         ):
             if isinstance(value := doc.get(field), Mapping):
                 yield from _report("KubeNodeConfig", what, check(value))

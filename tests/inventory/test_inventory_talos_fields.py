@@ -71,3 +71,17 @@ def test_kernel_args_under_114_warn_that_they_reach_the_pxe_boot_only(tmp_path: 
     assert inv.problems == []
     [warning] = inv.warnings
     assert warning.startswith(f"{path}:3: cluster c1: kernelArgs reach the PXE boot only")
+
+
+def test_labels_and_taints_talos_would_refuse_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(
+        "kind: Machine\nname: m1\nmacs: [52:54:00:00:00:01]\n"
+        "labels: {rack: r 1, topology.kubernetes.io/zone: z1}\n"
+        "taints: [{key: a/b/c, effect: NoSchedule}]\n"
+    )
+    inv = load_inventory([path])
+    assert inv.problems == [
+        f"{path}:1: machine m1: invalid node labels: label value 'r 1' is invalid",
+        f"{path}:1: machine m1: invalid node taints: invalid format: too many slashes: 'a/b/c'",
+    ]
