@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, Literal, Protocol
 
-from provisioner.talos.contract import VersionContract
+from provisioner.talos.contract import NEWEST, VersionContract
 from provisioner.talos.rules import check_rules
 from provisioner.talos.schema import (
     HIDDEN_FIELDS,
@@ -80,8 +80,10 @@ def detect_contract(documents: list[Any]) -> VersionContract:
                 if not newer and ("rbac" in features or "disablePodSecurityPolicy" in api_server):
                     return VersionContract(1, 11)
                 return VersionContract(1, 13)
-            return VersionContract(1, 14)
-    return VersionContract(1, 14)
+            # A slim v1alpha1 document: contract 1.14 or later; the newest schema knows
+            # every kind (1.14's configs validate against it too).
+            return NEWEST
+    return NEWEST
 
 
 def _label(index: int, doc: Mapping[str, Any]) -> str:

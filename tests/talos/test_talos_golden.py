@@ -115,6 +115,13 @@ def test_talos_goldens_validate_as_talos_does(contract: VersionContract, flavor:
     assert validate_config(text, contract, mode="metal") == expected
 
 
+@pytest.mark.parametrize("contract", SUPPORTED_CONTRACTS, ids=str)
+def test_goldens_validate_with_the_contract_guessed_from_their_shape(contract: VersionContract) -> None:
+    for flavor in ("base", "overrides"):
+        for role in ROLES:
+            assert validate_config(stability_text(contract, f"{flavor}-{role}.yaml"), mode="container") == []
+
+
 def test_shared_goldens_are_the_stability_goldens() -> None:
     for contract, role in ((VersionContract(1, 13), "controlplane"), (VersionContract(1, 13), "worker")):
         assert golden_text(f"v{contract}-base-{role}.yaml") == stability_text(contract, f"base-{role}.yaml")

@@ -10,6 +10,7 @@ import pytest
 
 from provisioner.talos import goyaml
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_documents
+from provisioner.talos.contract import NEWEST
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.validate import detect_contract, validate_config, validate_documents
 
@@ -62,7 +63,7 @@ def test_generated_configs_are_valid(fresh_bundle: SecretsBundle) -> None:
 
 def test_contract_is_detected_from_shape(golden_bundle: SecretsBundle) -> None:
     assert detect_contract(_docs(golden_bundle, "worker", V113)) == V113
-    assert detect_contract(_docs(golden_bundle, "worker", V114)) == V114
+    assert detect_contract(_docs(golden_bundle, "worker", V114)) == NEWEST
 
 
 MUTATIONS: list[tuple[str, str, Callable[[Docs, SecretsBundle, SecretsBundle], Docs], str]] = [
