@@ -121,6 +121,38 @@ def test_permission_denied_on_a_low_port_without_the_capability(tmp_path: Path) 
     assert _port_is_free(http_port)
 
 
+def test_trustd_port_in_use(tmp_path: Path) -> None:
+    """trustd starts only for a cluster with secrets; gRPC's own bind error is C noise."""
+    config, http_port = _config(tmp_path)
+    inventory = tmp_path / "cluster.yaml"
+    inventory.write_text(
+        "kind: Cluster\nname: pv\ntalosVersion: v1.13.0\nkubernetesVersion: 1.33.0\n"
+        "endpoint: https://127.0.0.1:6443\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    for args in (("inventory", "apply", str(inventory)), ("cluster", "secrets", "pv")):
+        done = subprocess.run(
+            [str(PROVISIONER), "--config", str(config), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SERVE_TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = config.read_text().replace(
+            "[trustd]\nenabled = false", f'[trustd]\nlisten = "127.0.0.1:{port}"'
+        )
+        config.write_text(text)
+        line = _one_line_error(_serve(config))
+    assert line == f"error: trustd.listen 127.0.0.1:{port}: address already in use"
+    assert _port_is_free(http_port)
+
+
 def test_address_not_on_this_host(tmp_path: Path) -> None:
     # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): on no interface here; nothing is sent.
     config, _ = _config(tmp_path, http='[http]\nlisten = "192.0.2.1:8080"')
