@@ -187,7 +187,7 @@ class HttpSettings(_Section):
         # Checked when the settings load, so a typo stops start-up with one line naming
         # the key instead of every boot script failing later.
         if value is not None and not value.is_dir():
-            msg = f"{value} is not a directory"
+            msg = "not a directory"
             raise ValueError(msg)
         return value
 

@@ -62,7 +62,7 @@ def test_override_must_be_a_directory(tmp_path: Path) -> None:
 def test_settings_name_the_key_of_a_missing_templates_dir(tmp_path: Path) -> None:
     config = tmp_path / "provisioner.toml"
     config.write_text(f'[http]\ntemplates_dir = "{tmp_path / "nope"}"\n')
-    with pytest.raises(SettingsError, match=r"http\.templates_dir: .*nope is not a directory"):
+    with pytest.raises(SettingsError, match=r"http\.templates_dir '[^']*/nope': .*not a directory"):
         load_settings(config, environ={})
     (tmp_path / "nope").mkdir()
     assert load_settings(config, environ={}).http.templates_dir == tmp_path / "nope"
