@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
@@ -155,3 +157,12 @@ def test_agent_names_why_a_certificate_is_rejected(tmp_path: Path) -> None:
     out = busybox(f"cert_verdict {tmp_path / 'other.pem'} {tmp_path / 'node.crt'}").decode().strip()
     assert out.startswith("error "), out
     assert "certificate signature failure" in out or "unable to get local issuer" in out, out
+
+
+def test_epoch_now_reads_the_clock_to_the_microsecond() -> None:
+    """The clock the agent prints with its certificate check (busybox date has no %N)."""
+    before = time.time()
+    out = busybox("epoch_now").decode().strip()
+    after = time.time()
+    assert re.fullmatch(r"\d{10}\.\d{6}", out), out
+    assert before - 0.01 <= float(out) <= after + 0.01
