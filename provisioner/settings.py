@@ -166,6 +166,8 @@ class HttpSettings(_Section):
     listen: str = DEFAULT_HTTP_LISTEN
     public_url: str = ""
     """The URL machines use to reach us; default `http://` + listen."""
+    templates_dir: Path | None = None
+    """Operator overrides: `<dir>/ipxe/NAME.j2` replaces the packaged template NAME.j2."""
 
     @field_validator("listen")
     @classmethod
@@ -180,6 +182,16 @@ class HttpSettings(_Section):
             msg = "public_url must start with http:// or https://"
             raise ValueError(msg)
         return value.rstrip("/")
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir_exists(cls, value: Path | None) -> Path | None:
+        # Checked when the settings load, so a typo stops start-up with one line naming
+        # the key instead of every boot script failing later.
+        if value is not None and not value.is_dir():
+            msg = "not a directory"
+            raise ValueError(msg)
+        return value
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -348,12 +360,15 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
 
 
 def _format_error(exc: ValidationError, origin: str) -> str:
-    lines = []
+    # One line (`provisioner serve` prints start-up errors as one line): every bad entry
+    # as `key value: problem`, joined with "; ".
+    parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{origin}: {key}: {text}")
-    return "\n".join(lines)
+        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        value = "" if isinstance(err.get("input"), dict | list) else f" {err.get('input')!r}"
+        parts.append(f"{key}{value}: {' '.join(text.split())}")
+    return f"{origin}: " + "; ".join(parts)
 
 
 def load_settings(
@@ -376,6 +391,10 @@ def load_settings(
             raise SettingsError(msg) from None
         except tomllib.TOMLDecodeError as exc:
             msg = f"{origin}: not valid TOML: {exc}"
+            raise SettingsError(msg) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            msg = f"{origin}: cannot read the settings file: {problem}"
             raise SettingsError(msg) from None
     used = _apply_env(data, env)
     if used:

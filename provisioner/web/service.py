@@ -2,7 +2,7 @@
 
 `[http] listen` and `[api] listen` (optionally TLS) are two aiohttp runners sharing one context.
 
-Connection limits (THREATS.md C7): header lines and fields are capped at 8 KiB, at most 64
+Connection limits (docs/threats.md C7): header lines and fields are capped at 8 KiB, at most 64
 headers, request bodies at 64 KiB; a connection that sends no complete request within
 `IDLE_TIMEOUT_S` (idle keep-alive, or a slowloris trickle) is closed.
 """
@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from provisioner.daemon import Runtime
+from provisioner.startup import StartupError, binding
 from provisioner.web.app import create_api_app, create_app
 from provisioner.web.tls import server_context
 
@@ -48,7 +49,13 @@ class WebServer:
         self.api_port = 0
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        setting: str,
+        value: str,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> int:
         runner = web.AppRunner(
             app,
@@ -60,26 +67,35 @@ class WebServer:
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
+        with binding(setting, value):
+            await site.start()
         addresses = runner.addresses
         return int(addresses[0][1]) if addresses else port
 
     async def start(self) -> None:
-        """Bind and serve both listeners (port 0 picks a free port; see `port`, `api_port`)."""
+        """Bind and serve both listeners (port 0 picks a free port; see `port`, `api_port`).
+
+        A failed bind raises `StartupError` naming the setting; nothing is left half-started.
+        """
         settings = self._rt.settings
         host, port = settings.http.host_port
         api_host, api_port = settings.api.host_port
         if (host, port) == (api_host, api_port) and port != 0:
-            msg = f"[api] listen {settings.api.listen} must differ from [http] listen"
-            raise ValueError(msg)
+            raise StartupError("api.listen", settings.api.listen, "must differ from http.listen")
         try:
-            self.port = await self._serve(self.app, host, port)
-            log.info("http (machines) listening on %s:%d", host, self.port)
-            tls = server_context(settings)
-            self.api_port = await self._serve(self.api_app, api_host, api_port, tls)
+            self.port = await self._serve(self.app, host, port, "http.listen", settings.http.listen)
+            log.info("http listening on %s:%d", host, self.port)
+            try:
+                tls = server_context(settings)
+            except (OSError, ValueError) as exc:
+                cert = settings.api.tls_cert or settings.state_dir
+                raise StartupError("api.tls_cert", cert, f"cannot load the API certificate: {exc}") from exc
+            self.api_port = await self._serve(
+                self.api_app, api_host, api_port, "api.listen", settings.api.listen, tls
+            )
             log.info("api listening on %s://%s:%d", "https" if tls else "http", api_host, self.api_port)
         except BaseException:
-            await self.stop()
+            await self.stop()  # nothing half-started: the runners go with the failed bind
             raise
 
     async def stop(self) -> None:
