@@ -89,7 +89,7 @@ async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | N
     """Run until SIGINT/SIGTERM (or `Runtime.stopping` is set)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(settings.db_url, settings.state_dir)
-    sink = DatabaseEventSink(store)
+    sink = DatabaseEventSink(store, settings=settings.events)
     stopping = asyncio.Event()
     rt = Runtime(
         settings=settings,

@@ -352,4 +352,9 @@ class TftpServer:
         if outcome not in ("complete", "refused", "probe") and severity is Severity.INFO:
             severity = Severity.WARNING
         message = f"tftp {shown} to {addr[0]}: {outcome}" + (f" ({reason})" if reason else "")
-        self._events.emit(Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data))
+        # Everything but a completed transfer can be caused by a spoofed or unanswered
+        # request: grouped by client address, repeats are folded (issue 14).
+        group = "" if outcome == "complete" else addr[0]
+        self._events.emit(
+            Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data, group=group)
+        )
