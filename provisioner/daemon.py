@@ -26,6 +26,7 @@ from typing import Any
 from provisioner.eventlog import DatabaseEventSink
 from provisioner.events import Event, EventSink, utcnow
 from provisioner.matching import MachineIndex
+from provisioner.secretfile import private_dir
 from provisioner.settings import Settings
 from provisioner.store.repository import Store
 
@@ -87,7 +88,7 @@ async def _refresh_loop(rt: Runtime) -> None:
 
 async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or `Runtime.stopping` is set)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_dir)
     store = Store.open(settings.db_url, settings.state_dir)
     sink = DatabaseEventSink(store, settings=settings.events)
     stopping = asyncio.Event()

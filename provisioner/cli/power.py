@@ -12,7 +12,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.cli.common import CliState, console, die, emit_json, pass_state
+from provisioner.cli.common import CliState, console, die, emit_json, pass_state, safe
 
 __all__ = ["deprovision", "power", "provision", "reprovision", "stage_times"]
 
@@ -59,10 +59,11 @@ def _power_many(state: CliState, action: str, names: tuple[str, ...], as_json: b
     else:
         table = Table("MACHINE", "RESULT")
         for r in results:
-            shown = r["result"] if r["ok"] else f"[red]{r['error']}[/red]"
+            shown = r["result"]
             if isinstance(shown, dict):
                 shown = ", ".join(f"{k}={v}" for k, v in shown.items())
-            table.add_row(str(r["machine"]), str(shown))
+            cell = safe(shown) if r["ok"] else f"[red]{safe(r['error'])}[/red]"
+            table.add_row(safe(r["machine"]), cell)
         console.print(table)
     if failed:
         sys.exit(1)
@@ -131,11 +132,11 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
     for m in machines:
         style = {"Provisioned": "green", "Failed": "red"}.get(m["state"], "yellow")
         table.add_row(
-            m["name"],
-            f"[{style}]{m['state']}[/{style}]",
+            safe(m["name"]),
+            f"[{style}]{safe(m['state'])}[/{style}]",
             _age(m.get("state_since")),
-            str(m.get("attempts", 0)),
-            (m.get("state_reason") or "")[:90],
+            safe(m.get("attempts", 0)),
+            safe((m.get("state_reason") or "")[:90]),
         )
     return table
 
@@ -170,14 +171,14 @@ def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
         times = stage_times(run)
         total = sum(times.values())
         table.add_row(
-            name,
-            m["state"],
+            safe(name),
+            safe(m["state"]),
             *(
                 f"{times[s]:.1f}s" if s in times else "-"
                 for s in ("PoweringOn", "Netbooting", "ConfigServed", "Trusted")
             ),
             f"{total:.1f}s",
-            m.get("state_reason") or "",
+            safe(m.get("state_reason") or ""),
         )
     console.print(table)
 
@@ -210,9 +211,9 @@ def _request(
         out = _call(getattr(client, action), name)
         if isinstance(out, Exception):
             errors += 1
-            console.print(f"[red]{name}: {out}[/red]")
+            console.print(f"[red]{safe(name)}: {safe(out)}[/red]")
         else:
-            console.print(f"{name}: {action} requested")
+            console.print(f"{safe(name)}: {action} requested")
     if errors:
         sys.exit(1)
     if wait:

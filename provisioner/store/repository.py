@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from provisioner.events import Event, utcnow
+from provisioner.secretfile import private_dir
 from provisioner.store.crypto import SecretBox, load_or_create_key
 from provisioner.store.db import make_engine
 from provisioner.store.records import (
@@ -119,6 +120,7 @@ class Store:
     @classmethod
     def open(cls, url: str, state_dir: Path) -> Store:
         """A store on `url`, with the secret key from `state_dir` (or the environment)."""
+        private_dir(state_dir)  # 0700: the key, the API token and the database live here
         return cls(make_engine(url), SecretBox(load_or_create_key(state_dir)))
 
     async def close(self) -> None:
