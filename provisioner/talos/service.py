@@ -18,13 +18,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from provisioner.daemon import Runtime
+from provisioner.events import Event, Severity, utcnow
 from provisioner.reconciler import TrustVerdict
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.store.repository import Store
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.trustcheck import check_trusted
-from provisioner.talos.trustd import StaticResolver, TrustdServer, start_trustd
+from provisioner.talos.trustd import SanGuard, StaticResolver, TrustdServer, foreign_addresses, start_trustd
 
 __all__ = ["TALOS_API_PORT", "config_service", "make_trust_checker", "trustd_service"]
 
@@ -78,7 +79,7 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
             {host, *(_endpoint_host(c.endpoint) for c in await rt.store.list_clusters())} - {"0.0.0.0", ""}
         )
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
-        server = await start_trustd(host, port, resolver)
+        server = await start_trustd(host, port, resolver, guard=san_guard(rt))
         rt.services["trustd"] = server
     elif settings.enabled:
         log.info("trustd not started: no cluster has a secrets bundle yet")
@@ -88,6 +89,25 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
         rt.services.pop("trustd", None)
         if server is not None:
             await server.stop(grace=1.0)
+
+
+def san_guard(rt: Runtime) -> SanGuard:
+    """Refuse SANs naming another inventory machine's address; record every decision."""
+
+    def guard(peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
+        inventory = [m.ip for m in rt.machines().all() if m.ip]
+        foreign = foreign_addresses(ip_addresses, peer, inventory)
+        data = {"peer": peer, "dns_names": list(dns_names), "ip_addresses": list(ip_addresses)}
+        if foreign:
+            reason = "CSR names another machine's address: " + ", ".join(foreign)
+            rt.events.emit(
+                Event("trustd.refused", utcnow(), severity=Severity.ALERT, message=reason, data=data)
+            )
+            return reason
+        rt.events.emit(Event("trustd.signed", utcnow(), message=f"certificate for {peer}", data=data))
+        return None
+
+    return guard
 
 
 def _endpoint_host(endpoint: str) -> str:
