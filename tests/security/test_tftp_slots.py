@@ -57,7 +57,12 @@ def test_acknowledged_transfer_keeps_full_backoff() -> None:
 
 
 async def _spoof(daemon: Daemon, stop: asyncio.Event) -> int:
-    """RRQs that are never acknowledged, from 127.0.0.2-51, refreshed every 0.1 s."""
+    """RRQs that are never acknowledged, from 127.0.0.2-51, refreshed every second.
+
+    A slot lives 3 s unacknowledged, so a refresh a second keeps the table full; a faster
+    flood only adds refused requests ("Too many transfers"), which is a CPU flood, not
+    the slot exhaustion this test is about.
+    """
     socks = []
     for i in range(SPOOFERS):
         for _ in range(PER_SPOOFER):
@@ -77,7 +82,7 @@ async def _spoof(daemon: Daemon, stop: asyncio.Event) -> int:
                 with contextlib.suppress(OSError):
                     while sock.recv(2048):  # drain, never ACK
                         pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
     finally:
         for sock in socks:
             sock.close()
@@ -99,7 +104,7 @@ async def test_real_clients_get_slots_while_spoofed_requests_hold_the_table(tmp_
         stop = asyncio.Event()
         flood = asyncio.create_task(_spoof(daemon, stop))
         try:
-            await asyncio.sleep(2.0)  # the table is full of never-acknowledged transfers
+            await asyncio.sleep(2.5)  # the table is full of never-acknowledged transfers
             port = str(daemon.tftp)
             out = {name: tmp_path / f"{name}.kpxe" for name in ("hpa", "atftp", "curl")}
             results = await asyncio.gather(
@@ -113,7 +118,7 @@ async def test_real_clients_get_slots_while_spoofed_requests_hold_the_table(tmp_
             stop.set()
             sent = await flood
     print(f"spoofed RRQs {sent}; clients {[(rc, round(t, 2)) for rc, t, _ in results]}")
-    assert sent >= SPOOFERS * PER_SPOOFER * 10  # the flood ran the whole time
+    assert sent >= SPOOFERS * PER_SPOOFER * 3  # the flood ran the whole time
     expected = (daemon.root / "undionly.kpxe").read_bytes()
     for (rc, took, text), path in zip(results, out.values(), strict=True):
         assert rc == 0 and "busy" not in text.lower(), text
