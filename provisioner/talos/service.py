@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -75,11 +75,13 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
                 len(bundles),
                 bundles[0][0],
             )
-        names = sorted(
-            {host, *(_endpoint_host(c.endpoint) for c in await rt.store.list_clusters())} - {"0.0.0.0", ""}
-        )
+        clusters = await rt.store.list_clusters()
+        names = sorted({host, *(_endpoint_host(c.endpoint) for c in clusters)} - {"0.0.0.0", ""})
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
-        server = await start_trustd(host, port, resolver, guard=san_guard(rt))
+        # The cluster's own certSANs go into every machine's config (machine.certSANs), so
+        # every worker asks for them: the operator declared them, they are not foreign.
+        declared = {str(san) for c in clusters for san in c.spec.get("certSANs", ())}
+        server = await start_trustd(host, port, resolver, guard=san_guard(rt, declared))
         rt.services["trustd"] = server
     elif settings.enabled:
         log.info("trustd not started: no cluster has a secrets bundle yet")
@@ -91,11 +93,14 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
             await server.stop(grace=1.0)
 
 
-def san_guard(rt: Runtime) -> SanGuard:
-    """Refuse SANs naming another inventory machine's address; record every decision."""
+def san_guard(rt: Runtime, declared: Collection[str] = ()) -> SanGuard:
+    """Refuse SANs naming another inventory machine's address; record every decision.
+
+    `declared`: the clusters' own certSANs, which every machine's config carries.
+    """
 
     def guard(peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
-        inventory = [m.ip for m in rt.machines().all() if m.ip]
+        inventory = [m.ip for m in rt.machines().all() if m.ip and m.ip not in declared]
         foreign = foreign_addresses(ip_addresses, peer, inventory)
         data = {"peer": peer, "dns_names": list(dns_names), "ip_addresses": list(ip_addresses)}
         if foreign:

@@ -84,7 +84,17 @@ async def test_worker_cannot_get_another_machines_address(fresh_bundle: SecretsB
         assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "10.244.0.1"]
     finally:
         await server.stop(None)
-    alert, signed = events.events
+    # A cluster certSAN the operator declared (every machine's config carries it) is allowed
+    # even when it is an inventory machine's address (a control-plane IP used as endpoint).
+    server = await start_trustd(
+        "127.0.0.1", 0, resolver, clock=lambda: NOW, guard=san_guard(rt, {"127.0.0.5"})
+    )
+    try:
+        declared = await _call(server.port, ca, token, _csr("127.0.0.1", "127.0.0.5"))
+        assert declared.crt
+    finally:
+        await server.stop(None)
+    alert, signed = events.events[:2]
     assert alert.kind == "trustd.refused" and alert.severity is Severity.ALERT
     assert alert.data["ip_addresses"] == ["127.0.0.1", "127.0.0.5"] and alert.data["peer"] == "127.0.0.1"
     assert signed.kind == "trustd.signed" and signed.data["dns_names"] == ["w1"]
