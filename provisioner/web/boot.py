@@ -208,6 +208,7 @@ def _refuse_boot(
             severity=severity,
             message=detail or reason,
             data={"reason": reason, "source": source},
+            group=source,  # anyone can ask for a known MAC: repeats fold per source (issue 14)
         )
     )
     return _script(c.ipxe.error(machine=machine, reason=reason))
