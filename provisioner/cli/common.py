@@ -20,7 +20,7 @@ from provisioner.settings import Settings, SettingsError, load_settings, resolve
 if TYPE_CHECKING:  # the database layer is imported only by commands that use it
     from provisioner.store.repository import Store
 
-__all__ = ["CliState", "console", "die", "emit_json", "pass_state", "run", "safe"]
+__all__ = ["CliState", "console", "die", "emit_json", "err_console", "pass_state", "run", "safe"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ def safe(value: object, *, markup: bool = True) -> str:
 
 def die(message: str, code: int = 1) -> NoReturn:
     """Print an error and exit."""
+    # The message is data (paths, addresses like [::1]:80, network text), never markup.
     err_console.print(f"[red]error:[/red] {safe(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 

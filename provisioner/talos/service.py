@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from provisioner.daemon import Runtime
 from provisioner.events import Event, Severity, utcnow
 from provisioner.reconciler import TrustVerdict
+from provisioner.startup import StartupError, check_tcp_bindable
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.store.repository import Store
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
@@ -81,7 +82,12 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
         # The cluster's own certSANs go into every machine's config (machine.certSANs), so
         # every worker asks for them: the operator declared them, they are not foreign.
         declared = {str(san) for c in clusters for san in c.spec.get("certSANs", ())}
-        server = await start_trustd(host, port, resolver, guard=san_guard(rt, declared))
+        # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
+        check_tcp_bindable("trustd.listen", settings.listen, host, port)
+        try:
+            server = await start_trustd(host, port, resolver, guard=san_guard(rt, declared))
+        except RuntimeError as exc:
+            raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
         rt.services["trustd"] = server
     elif settings.enabled:
         log.info("trustd not started: no cluster has a secrets bundle yet")
