@@ -71,11 +71,10 @@ def _power_many(state: CliState, action: str, names: tuple[str, ...], as_json: b
     else:
         table = Table("MACHINE", "RESULT")
         for r in results:
-            shown = r["result"]
+            shown = r["result"] if r["ok"] else f"failed ({r.get('reason') or r.get('status')})"
             if isinstance(shown, dict):
                 shown = ", ".join(f"{k}={v}" for k, v in shown.items())
-            failed = f"failed ({r.get('reason') or r.get('status')})"
-            cell = safe(shown) if r["ok"] else f"[red]{safe(failed)}[/red]"
+            cell = safe(shown) if r["ok"] else f"[red]{safe(shown)}[/red]"
             table.add_row(safe(r["machine"]), cell)
         console.print(table)
     # Each failure in full on stderr, one line per machine: the table would wrap it.
