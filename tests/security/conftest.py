@@ -1,4 +1,4 @@
-"""Fixtures for the attack tests: a real daemon per test, stopped by PID."""
+"""Fixtures for the security tests: the Talos test bundle, and a real daemon per test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secenv import Daemon, make_daemon
+
+from tests.talos.conftest import fresh_bundle, other_bundle  # noqa: F401 - fixtures, used by name
+
+from .secenv import Daemon, make_daemon
 
 
 @pytest.fixture

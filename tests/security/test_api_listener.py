@@ -20,7 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from secenv import ATTACKER, Daemon, request
+
+from .secenv import ATTACKER, Daemon, request
 
 pytestmark = pytest.mark.slow  # each test starts a real daemon (~20-60 s under load)
 

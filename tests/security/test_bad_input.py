@@ -9,7 +9,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from secenv import ATTACKER, Daemon, make_daemon, request
+
+from .secenv import ATTACKER, Daemon, make_daemon, request
 
 pytestmark = pytest.mark.slow  # one real daemon for the module
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secenv import ATTACKER, MAC, UUID, Daemon, request
+
+from .secenv import ATTACKER, MAC, UUID, Daemon, request
 
 HEXHYP = MAC.replace(":", "-")
 CA_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----|key: LS0t")
