@@ -182,7 +182,7 @@ async def test_power_service_bug_is_500_not_a_bmc_failure(env: Env, http: aiohtt
     await seed(env)
     env.rt.services["power"] = FakePower({"m1"}, crashing={"m1"})
     async with http.post(
-        env.base + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
+        env.api + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
     ) as r:
         assert r.status == 500
         body = await r.json()
