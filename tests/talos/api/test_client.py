@@ -244,3 +244,13 @@ async def test_call_outside_context_is_an_error(creds: AdminCredentials) -> None
     client = TalosClient("127.0.0.1", creds)
     with pytest.raises(RuntimeError, match="async with"):
         await client.version()
+
+
+async def test_kubeconfig_stream_has_a_deadline(apid: FakeApid, creds: AdminCredentials) -> None:
+    apid.delay = 3.0
+    quick = TalosApiSettings(port=apid.port, timeout=5.0, kubeconfig_timeout=0.3)
+    async with TalosClient("127.0.0.1", creds, quick) as client:
+        started = time.monotonic()
+        with pytest.raises(TalosTimeoutError, match="Talos Kubeconfig on"):
+            await client.kubeconfig()
+        assert time.monotonic() - started < 2.5
