@@ -1,0 +1,188 @@
+"""Console logic without a browser: timeline runs, sessions and CSRF, row escaping, stream gate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from uienv import TOKEN, UiServer, add_machines, http
+from webenv import Env
+
+from provisioner.store.records import MachineRecord
+from provisioner.web.ui.feed import Message
+from provisioner.web.ui.pages import inventory_yaml
+from provisioner.web.ui.rows import RowCache
+from provisioner.web.ui.session import Sessions, csrf_ok
+from provisioner.web.ui.timeline import BAR_WIDTH, Transition, human, runs
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def test_runs_split_at_power_on_with_durations() -> None:
+    moves = [
+        Transition(at(0), "PoweringOn"),
+        Transition(at(40), "Netbooting"),
+        Transition(at(100), "Failed", "config fetch timed out"),
+        Transition(at(200), "PoweringOn"),
+        Transition(at(230), "Netbooting"),
+        Transition(at(250), "Provisioned"),
+    ]
+    out = runs(moves, now=at(300))
+    assert [r.number for r in out] == [2, 1]  # newest first
+    newest, first = out
+    assert [(b.state, b.duration_s) for b in first.bars] == [
+        ("PoweringOn", 40.0),
+        ("Netbooting", 60.0),
+        ("Failed", 100.0),
+    ]
+    assert first.outcome == "Failed"
+    assert [(b.state, b.duration_s) for b in newest.bars] == [
+        ("PoweringOn", 30.0),
+        ("Netbooting", 20.0),
+        ("Provisioned", 50.0),  # still there at `now`
+    ]
+    # Geometry: runs share one scale; the longest fills the width.
+    assert first.bars[-1].x + first.bars[-1].width == BAR_WIDTH
+    assert newest.bars[1].x == round(30 / 200 * BAR_WIDTH)
+
+
+def test_runs_empty_and_human() -> None:
+    assert runs([], now=T0) == []
+    assert [human(s) for s in (4.25, 185, 7620, 273600)] == ["4.2s", "3m05s", "2h07m", "3d04h"]
+
+
+def test_sessions_expire_and_csrf_is_per_session() -> None:
+    now = [1000.0]
+    table = Sessions(ttl_s=60, clock=lambda: now[0])
+    a = table.create("api:admin")
+    b = table.create("api:admin")
+    assert table.get(a.sid) is a
+    assert a.csrf != b.csrf
+    assert csrf_ok(a, a.csrf)
+    assert not csrf_ok(a, b.csrf)
+    assert not csrf_ok(a, "")
+    now[0] += 61
+    assert table.get(a.sid) is None
+    assert table.get("") is None
+
+
+def test_row_html_escapes_everything_and_is_cached() -> None:
+    cache = RowCache()
+    rec = MachineRecord(name="n1", macs=("52:54:00:00:00:01",), hostname="<img src=x onerror=alert(1)>")
+    row = {
+        "name": "n1",
+        "cluster": "<b>",
+        "role": "worker",
+        "state": "Failed",
+        "since": "",
+        "attempts": 1,
+        "ip": "",
+        "mac": "52:54:00:00:00:01",
+        "bmc": "none",
+        "power": "unknown",
+        "reason": '"><script>x</script>',
+        "hostname": rec.hostname,
+    }
+    built = []
+
+    def make(_: MachineRecord) -> dict[str, object]:
+        built.append(1)
+        return row
+
+    html = cache.html(rec, "unknown", 5.0, make)
+    assert "<img" not in html and "<script>" not in html and "<b>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&#34;&gt;&lt;script&gt;" in html
+    assert cache.html(rec, "unknown", 65.0, make).count("1m05s") == 1
+    assert len(built) == 1  # the second view reused the row
+    cache.html(rec, "on", 1.0, make)
+    assert len(built) == 2  # a power change rebuilds it
+
+
+def test_inventory_yaml_for_discovered() -> None:
+    from provisioner.store.records import DiscoveredRecord
+
+    d = DiscoveredRecord(
+        mac="52:54:00:aa:bb:cc",
+        uuid="11111111-2222-3333-4444-555555555501",
+        serial=None,
+        arch="amd64",
+        vendor_class="PXEClient:Arch:00007",
+        source="dhcp",
+        seen_count=3,
+        first_seen=T0,
+        last_seen=T0,
+    )
+    text = inventory_yaml(d)
+    assert text.startswith("---\nkind: Machine\nname: new-aabbcc\n")
+    doc = yaml.safe_load(text)
+    assert doc["macs"] == ["52:54:00:aa:bb:cc"]
+    assert doc["uuid"] == "11111111-2222-3333-4444-555555555501"
+
+
+def test_overflowing_subscriber_is_told_to_resync() -> None:
+    from provisioner.web.ui.feed import QUEUE_LIMIT, ChangeFeed, FeedSource
+
+    async def nothing() -> list[MachineRecord]:
+        return []
+
+    feed = ChangeFeed(FeedSource(load_all=nothing, changed_since=None, events_after=None))  # type: ignore[arg-type]
+    queue = feed.subscribe()
+    for i in range(QUEUE_LIMIT + 1):
+        feed._publish(Message("event", None, {"i": i}))
+    last = None
+    while not queue.empty():
+        last = queue.get_nowait()
+    assert last is not None and last.kind == "resync"
+    assert queue not in feed._subscribers
+
+
+def test_pages_and_login_over_http(tmp_path: Path) -> None:
+    server = UiServer(tmp_path)
+
+    async def seed(store: object) -> None:
+        await add_machines(store, [{"name": "n1", "mac": "52:54:00:00:00:01"}])  # type: ignore[arg-type]
+
+    server.start(seed)
+    try:
+        status, headers, body = http("GET", server.base + "/ui/login")
+        assert status == 200
+        login_cookie = headers["Set-Cookie"].split(";")[0]
+        csrf = body.split('name="csrf" value="')[1].split('"')[0]
+        # The login form needs its double-submit token.
+        assert http("POST", server.base + "/ui/login", data={"token": TOKEN, "csrf": csrf})[0] == 403
+        status, headers, _ = http(
+            "POST", server.base + "/ui/login", cookie=login_cookie, data={"token": TOKEN, "csrf": csrf}
+        )
+        assert status == 303
+        assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+        session = headers["Set-Cookie"].split(";")[0]
+        for page in ("/ui/", "/ui/machines/n1", "/ui/clusters", "/ui/assets", "/ui/leases", "/ui/discovered"):
+            status, headers, body = http("GET", server.base + page, cookie=session)
+            assert status == 200, page
+            assert headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self'")
+            assert '<script src="/ui/static/ui.js" defer></script>' in body
+        assert http("GET", server.base + "/ui/machines/nope", cookie=session)[0] == 404
+        assert http("GET", server.base + "/ui/static/ui.js")[0] == 200
+        # Logout needs the CSRF token too.
+        assert http("POST", server.base + "/ui/logout", cookie=session, data={})[0] == 403
+    finally:
+        server.stop()
+
+
+async def test_console_is_mounted_on_the_app(env: Env, http: aiohttp.ClientSession) -> None:
+    async with http.get(env.base + "/ui/", allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/ui/login"
+    async with http.get(env.base + "/ui/stream") as response:
+        assert response.status == 401
+
+
+pytestmark = pytest.mark.timeout(120)
