@@ -293,6 +293,7 @@ The lab and the daemon are still running. Look around:
   {ns} curl -s -H "Authorization: Bearer $(cat {token_file})" \\
       http://{BRIDGE_IP}:{HTTP_PORT}/api/v1/machines
   {ns} curl -s http://{BRIDGE_IP}:{HTTP_PORT}/metrics | grep ^provisioner_
+  web console:      http://{BRIDGE_IP}:{HTTP_PORT}/ui/  (log in with the token in {token_file}; docs/ui.md)
   serial consoles:  {stack.state_dir}/lab-*.log (grep LAB-AGENT)
   daemon log:       {stack.daemon_log}
   python -m lab status

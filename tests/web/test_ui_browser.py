@@ -215,7 +215,11 @@ def test_power_action_reaches_bmc_with_csrf(server: UiServer, driver: Any) -> No
     assert len(runs[0].find_elements(By.CSS_SELECTOR, "rect.bar")) == 5
     assert runs[1].find_elements(By.CSS_SELECTOR, "rect.s-failed")
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(DOCS_IMG / "ui-machine.png"))
+    driver.set_window_size(1280, 1150)  # tall enough to show both runs
+    try:
+        driver.save_screenshot(str(DOCS_IMG / "ui-machine.png"))
+    finally:
+        driver.set_window_size(1280, 900)
 
 
 def test_hostile_hostname_renders_as_text(server: UiServer, driver: Any) -> None:

@@ -16,7 +16,7 @@ from provisioner.web.ui.feed import Message
 from provisioner.web.ui.pages import inventory_yaml
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import Sessions, csrf_ok
-from provisioner.web.ui.timeline import BAR_WIDTH, Transition, human, runs
+from provisioner.web.ui.timeline import BAR_WIDTH, END_MARK, Transition, human, runs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -48,9 +48,13 @@ def test_runs_split_at_power_on_with_durations() -> None:
         ("Netbooting", 20.0),
         ("Provisioned", 50.0),  # still there at `now`
     ]
-    # Geometry: runs share one scale; the longest fills the width.
+    # The state a run rests in is an end mark, not counted in the run's duration.
+    assert first.duration_s == 100.0
+    assert newest.duration_s == 50.0
+    assert first.bars[-1].resting and first.bars[-1].width == END_MARK
+    # Geometry: runs share one scale; the longest run plus its end mark fills the width.
     assert first.bars[-1].x + first.bars[-1].width == BAR_WIDTH
-    assert newest.bars[1].x == round(30 / 200 * BAR_WIDTH)
+    assert newest.bars[1].x == round(30 * (BAR_WIDTH - END_MARK) / 100)
 
 
 def test_runs_empty_and_human() -> None:
@@ -186,3 +190,57 @@ async def test_console_is_mounted_on_the_app(env: Env, http: aiohttp.ClientSessi
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def _login(server: UiServer) -> str:
+    status, headers, body = http("GET", server.base + "/ui/login")
+    login_cookie = headers["Set-Cookie"].split(";")[0]
+    csrf = body.split('name="csrf" value="')[1].split('"')[0]
+    status, headers, _ = http(
+        "POST", server.base + "/ui/login", cookie=login_cookie, data={"token": TOKEN, "csrf": csrf}
+    )
+    assert status == 303
+    return headers["Set-Cookie"].split(";")[0]
+
+
+def test_talosconfig_download(tmp_path: Path) -> None:
+    from uienv import add_cluster
+
+    from provisioner.talos.contract import VersionContract
+    from provisioner.talos.repository import StoreSecretsRepository
+    from provisioner.talos.secrets import generate_bundle
+
+    async def seed(store: object) -> None:
+        await add_cluster(store, "prod")  # type: ignore[arg-type]
+        await add_machines(
+            store,  # type: ignore[arg-type]
+            [
+                {
+                    "name": "cp1",
+                    "cluster": "prod",
+                    "role": "controlplane",
+                    "ip": "10.77.0.10",
+                    "mac": "52:54:00:00:00:0a",
+                }
+            ],
+        )
+        bundle = generate_bundle(T0, VersionContract(1, 13))
+        await StoreSecretsRepository(store).put("prod", bundle)  # type: ignore[arg-type]
+
+    server = UiServer(tmp_path)
+    server.start(seed)
+    try:
+        session = _login(server)
+        status, _, body = http("GET", server.base + "/ui/clusters", cookie=session)
+        assert status == 200
+        assert 'href="/ui/clusters/prod/talosconfig"' in body
+        status, headers, body = http("GET", server.base + "/ui/clusters/prod/talosconfig", cookie=session)
+        assert status == 200
+        assert headers["Content-Disposition"] == 'attachment; filename="prod-talosconfig"'
+        doc = yaml.safe_load(body)
+        assert doc["context"] == "prod"
+        assert doc["contexts"]["prod"]["endpoints"] == ["10.77.0.10"]
+        assert http("GET", server.base + "/ui/clusters/prod/talosconfig")[0] == 303  # no session
+        assert http("GET", server.base + "/ui/clusters/none/talosconfig", cookie=session)[0] == 404
+    finally:
+        server.stop()

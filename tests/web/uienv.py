@@ -32,6 +32,7 @@ from provisioner.store.repository import Store
 from provisioner.store.tables import BmcRow, ClusterRow, MachineRow, NicRow
 from provisioner.web.app import create_app
 from provisioner.web.service import WebServer
+from provisioner.web.ui.app import UI, UI_APP
 
 T = TypeVar("T")
 
@@ -89,6 +90,8 @@ class UiServer:
         rt.services["power"] = MachinePower(store, self._power, self._sink)
         self._server = WebServer(rt, app=create_app(rt, api_token=TOKEN), idle_timeout_s=3.0)
         await self._server.start()
+        # Pages render from the console's in-memory copy: wait for its first load.
+        await asyncio.wait_for(self._server.app[UI_APP][UI].feed.ready.wait(), 30)
         self.rt = rt
         self.base = f"http://127.0.0.1:{self._server.port}"
 

@@ -16,7 +16,16 @@ from provisioner.web.ui.feed import ChangeFeed, FeedSource
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import COOKIE, Session, Sessions, TokenCheck
 
-__all__ = ["DEFAULT_UI_TEMPLATES", "UI", "UI_PREFIX", "UiDeps", "UiState", "create_ui_app", "mount_ui"]
+__all__ = [
+    "DEFAULT_UI_TEMPLATES",
+    "UI",
+    "UI_APP",
+    "UI_PREFIX",
+    "UiDeps",
+    "UiState",
+    "create_ui_app",
+    "mount_ui",
+]
 
 UI_PREFIX = "/ui"
 DEFAULT_UI_TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "ui"
@@ -99,6 +108,8 @@ class UiState:
 
 
 UI = web.AppKey("provisioner_ui", UiState)
+UI_APP = web.AppKey("provisioner_ui_app", web.Application)
+"""The mounted console sub-application, on the application that mounts it."""
 SESSION = web.RequestKey("provisioner_ui_session", Session)
 
 
@@ -111,9 +122,10 @@ def environment(templates: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    from provisioner.web.ui.timeline import human
+    from provisioner.web.ui.timeline import human, when
 
     env.filters["human"] = human
+    env.filters["when"] = when
     return env
 
 
@@ -162,12 +174,16 @@ def create_ui_app(deps: UiDeps) -> web.Application:
         deps=deps, sessions=Sessions(ttl_s=deps.session_ttl_s), feed=feed, jinja=environment(deps.templates)
     )
 
-    async def start(_: web.Application) -> None:
-        await feed.start()
+    def warm() -> None:
         # Build every rack row once now, so the first rack view is as fast as the rest.
         state = app[UI]
         for m in feed.machines.values():
             state.rows.html(m, feed.power.get(m.name, "unknown"), 0.0, feed.row)
+
+    feed.on_loaded = warm
+
+    async def start(_: web.Application) -> None:
+        await feed.start()
 
     async def stop(_: web.Application) -> None:
         await feed.stop()
@@ -185,4 +201,5 @@ def mount_ui(app: web.Application, deps: UiDeps) -> web.Application:
     """Mount the console on `app` under /ui/ (and redirect /ui to /ui/)."""
     sub = create_ui_app(deps)
     app.add_subapp(UI_PREFIX, sub)
+    app[UI_APP] = sub
     return sub

@@ -133,14 +133,32 @@ class ChangeFeed:
     _mark: datetime | None = None
     _last_event: int | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    on_loaded: Callable[[], None] | None = None
+    """Called once after the first successful load (the console warms its row cache)."""
 
     async def start(self) -> None:
-        """Load every machine and start polling."""
-        await self._reload()
-        _, self._mark = await self.source.changed_since(None)
-        _, self._last_event = await self.source.events_after(None)
-        self.ready.set()
+        """Start loading and polling in the background.
+
+        Never waits on the database: the web server (and /healthz, which reports the
+        database down) must come up while it is unreachable; the feed retries until the
+        first load succeeds, and pages show an empty rack until then.
+        """
         self._task = asyncio.create_task(self._run(), name="ui-feed")
+
+    async def _first_load(self) -> None:
+        while True:
+            try:
+                await self._reload()
+                _, self._mark = await self.source.changed_since(None)
+                _, self._last_event = await self.source.events_after(None)
+            except Exception as exc:
+                log.warning("console feed: first load failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(max(1.0, self.interval * 4))
+                continue
+            break
+        if self.on_loaded is not None:
+            self.on_loaded()
+        self.ready.set()
 
     async def stop(self) -> None:
         """Stop polling and end every open stream."""
@@ -170,6 +188,7 @@ class ChangeFeed:
         }
 
     async def _run(self) -> None:
+        await self._first_load()
         loop = asyncio.get_running_loop()
         next_resync = loop.time() + self.resync_s
         while True:

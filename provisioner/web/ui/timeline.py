@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["Bar", "Run", "Transition", "runs", "svg_runs"]
 
 RUN_STARTS = frozenset({"PoweringOn", "Deprovisioning"})
+RESTING = frozenset({"Provisioned", "Failed", "Registered"})
+"""States a run ends in: drawn as a short end mark, not as a bar that grows until the
+next run (a machine Provisioned for a month would otherwise flatten every other stage)."""
 BAR_WIDTH = 1000  # SVG user units for the longest run
+END_MARK = 14  # width of a resting state's mark
 MIN_BAR = 2  # a stage of a few milliseconds is still visible
 
 
@@ -38,6 +42,7 @@ class Bar:
     reason: str
     x: int = 0
     width: int = 0
+    resting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ class Run:
     @property
     def duration_s(self) -> float:
         """From the first stage's start to the last stage's end."""
-        return sum(b.duration_s for b in self.bars)
+        return sum(b.duration_s for b in self.bars if not b.resting)
 
     @property
     def outcome(self) -> str:
@@ -68,14 +73,17 @@ def runs(transitions: Sequence[Transition], now: datetime) -> list[Run]:
         groups[-1].append(t)
     flat = [t for g in groups for t in g]
     ends = {id(t): (flat[i + 1].at if i + 1 < len(flat) else now) for i, t in enumerate(flat)}
-    raw: list[tuple[datetime, list[tuple[Transition, float, float]]]] = []
+    raw: list[tuple[datetime, list[tuple[Transition, float, float, bool]]]] = []
     for group in groups:
         start = group[0].at
-        stages = [
-            (t, (t.at - start).total_seconds(), max(0.0, (ends[id(t)] - t.at).total_seconds())) for t in group
-        ]
+        stages = []
+        for i, t in enumerate(group):
+            resting = i == len(group) - 1 and i > 0 and t.state in RESTING
+            duration = max(0.0, (ends[id(t)] - t.at).total_seconds())
+            stages.append((t, (t.at - start).total_seconds(), duration, resting))
         raw.append((start, stages))
-    longest = max((sum(d for _, _, d in s) for _, s in raw), default=0.0) or 1.0
+    longest = max((sum(d for _, _, d, r in s if not r) for _, s in raw), default=0.0) or 1.0
+    scale = (BAR_WIDTH - END_MARK) / longest
     out = []
     for number, (start, stages) in enumerate(raw, 1):
         bars = tuple(
@@ -84,10 +92,11 @@ def runs(transitions: Sequence[Transition], now: datetime) -> list[Run]:
                 offset_s=offset,
                 duration_s=duration,
                 reason=t.reason,
-                x=round(offset / longest * BAR_WIDTH),
-                width=max(MIN_BAR, round(duration / longest * BAR_WIDTH)),
+                x=round(offset * scale),
+                width=END_MARK if resting else max(MIN_BAR, round(duration * scale)),
+                resting=resting,
             )
-            for t, offset, duration in stages
+            for t, offset, duration, resting in stages
         )
         out.append(Run(number=number, started=start, bars=bars))
     out.reverse()
@@ -109,3 +118,11 @@ def human(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as people read it: `2026-12-02 06:16:38 UTC` (naive values are UTC)."""
+    if value is None:
+        return ""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -49,7 +49,7 @@
   function addEvent(body, e) {
     var tr = document.createElement("tr");
     tr.className = "sev-" + e.severity;
-    [e.at, e.kind, e.severity, e.actor, e.message].forEach(function (text) {
+    [e.at.replace("T", " ").replace(/\.\d+/, "").replace(/(\+00:00|Z)$/, " UTC"), e.kind, e.severity, e.actor, e.message].forEach(function (text) {
       var td = document.createElement("td");
       td.textContent = text;
       tr.appendChild(td);
