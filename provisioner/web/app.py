@@ -29,7 +29,7 @@ from provisioner.web.ipxe import DEFAULT_TEMPLATES, IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 from provisioner.web.ui import UiDeps, mount_ui
 from provisioner.web.ui.feed import sql_source
-from provisioner.web.ui.session import admin_token_check
+from provisioner.web.ui.users import UserTokens
 
 __all__ = ["MAX_BODY", "create_app", "redact"]
 
@@ -138,13 +138,15 @@ def create_app(
     app.add_routes(firmware.routes())
     app.add_routes([web.get("/metrics", context.metrics.handle)])
     app.add_routes(api_routes())
+    users = UserTokens(settings.state_dir, token)
     # The operator console sits with the REST API (it is an operator surface, never a
     # machine-facing one): see docs/ui.md.
     mount_ui(
         app,
         UiDeps(
             store=rt.store,
-            check_token=admin_token_check(token),
+            check_token=users.check,
+            still_valid=users.still_valid,
             feed_source=sql_source(rt.store),
             power=lambda: rt.services.get("power"),
             assets=context.assets,

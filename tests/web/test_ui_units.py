@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from provisioner.web.ui.pages import inventory_yaml
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import Sessions, csrf_ok
 from provisioner.web.ui.timeline import BAR_WIDTH, END_MARK, Transition, human, runs
+from provisioner.web.ui.users import Identity
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -65,8 +69,8 @@ def test_runs_empty_and_human() -> None:
 def test_sessions_expire_and_csrf_is_per_session() -> None:
     now = [1000.0]
     table = Sessions(ttl_s=60, clock=lambda: now[0])
-    a = table.create("api:admin")
-    b = table.create("api:admin")
+    a = table.create(Identity("api:admin", admin=True))
+    b = table.create(Identity("api:admin", admin=True))
     assert table.get(a.sid) is a
     assert a.csrf != b.csrf
     assert csrf_ok(a, a.csrf)
@@ -192,12 +196,12 @@ async def test_console_is_mounted_on_the_app(env: Env, http: aiohttp.ClientSessi
 pytestmark = pytest.mark.timeout(120)
 
 
-def _login(server: UiServer) -> str:
+def _login(server: UiServer, token: str = TOKEN) -> str:
     status, headers, body = http("GET", server.base + "/ui/login")
     login_cookie = headers["Set-Cookie"].split(";")[0]
     csrf = body.split('name="csrf" value="')[1].split('"')[0]
     status, headers, _ = http(
-        "POST", server.base + "/ui/login", cookie=login_cookie, data={"token": TOKEN, "csrf": csrf}
+        "POST", server.base + "/ui/login", cookie=login_cookie, data={"token": token, "csrf": csrf}
     )
     assert status == 303
     return headers["Set-Cookie"].split(";")[0]
@@ -242,5 +246,48 @@ def test_talosconfig_download(tmp_path: Path) -> None:
         assert doc["contexts"]["prod"]["endpoints"] == ["10.77.0.10"]
         assert http("GET", server.base + "/ui/clusters/prod/talosconfig")[0] == 303  # no session
         assert http("GET", server.base + "/ui/clusters/none/talosconfig", cookie=session)[0] == 404
+    finally:
+        server.stop()
+
+
+def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    config = state_dir.parent / "provisioner.toml"
+    config.write_text(f'state_dir = "{state_dir}"\n')
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "provisioner"), "--config", str(config), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_per_user_token_from_the_cli(tmp_path: Path) -> None:
+    server = UiServer(tmp_path)
+    server.start()
+    state_dir = tmp_path / "state"
+    try:
+        done = _cli(state_dir, "ui", "user", "add", "alice")
+        assert done.returncode == 0, done.stderr
+        token = done.stdout.strip()
+        assert len(token) >= 40
+        assert token not in (state_dir / "ui-users").read_text()  # only its hash is kept
+        assert (state_dir / "ui-users").stat().st_mode & 0o777 == 0o600
+        assert _cli(state_dir, "ui", "user", "add", "Bad Name").returncode == 2
+        session = _login(server, token)
+        status, _, body = http("GET", server.base + "/ui/", cookie=session)
+        assert status == 200
+        assert "ui:alice" in body
+        # Not an admin: no talosconfig.
+        assert http("GET", server.base + "/ui/clusters/prod/talosconfig", cookie=session)[0] == 403
+        listed = _cli(state_dir, "ui", "user", "list")
+        assert listed.stdout.startswith("alice\toperator\t")
+        assert _cli(state_dir, "ui", "user", "remove", "alice").returncode == 0
+        # A removed user's open session ends at the next request.
+        status, headers, _ = http("GET", server.base + "/ui/", cookie=session)
+        assert (status, headers["Location"]) == (303, "/ui/login")
+        assert _cli(state_dir, "ui", "user", "remove", "alice").returncode == 1
     finally:
         server.stop()

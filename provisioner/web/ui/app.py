@@ -15,6 +15,7 @@ from provisioner.events import Event, EventSink, Severity, utcnow
 from provisioner.web.ui.feed import ChangeFeed, FeedSource
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import COOKIE, Session, Sessions, TokenCheck
+from provisioner.web.ui.users import Identity
 
 __all__ = [
     "DEFAULT_UI_TEMPLATES",
@@ -56,6 +57,8 @@ class UiDeps:
     """The store (list/get machines, events, clusters, leases, discovered, sessions)."""
     check_token: TokenCheck
     feed_source: FeedSource
+    still_valid: Callable[[Identity], bool] = lambda _: True
+    """Whether a logged-in identity still holds (a removed user's sessions end)."""
     power: PowerPort = lambda: None
     assets: Any = None
     """An AssetSets (boot asset sets and their users), or None to hide the page."""
@@ -156,6 +159,9 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     state = request.app[UI]
     session = state.sessions.get(request.cookies.get(COOKIE))
+    if session is not None and not state.deps.still_valid(session.identity):
+        state.sessions.drop(session.sid)
+        session = None
     if session is None:
         if request.path == "/ui/stream" or request.method != "GET":
             raise web.HTTPUnauthorized(text="log in first")

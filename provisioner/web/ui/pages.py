@@ -66,13 +66,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     pre = request.cookies.get(LOGIN_COOKIE, "")
     if not pre or not secrets.compare_digest(str(form.get("csrf", "")), pre):
         raise web.HTTPForbidden(text="login form expired: reload the page")
-    actor = await state(request).deps.check_token(str(form.get("token", "")))
-    if actor is None:
+    identity = await state(request).deps.check_token(str(form.get("token", "")))
+    if identity is None:
         fresh = secrets.token_urlsafe(24)
         response = render(request, "login.html.j2", status=401, login_csrf=fresh, error="invalid token")
         set_cookie(response, request, LOGIN_COOKIE, fresh, LOGIN_TTL_S)
         return response
-    session = state(request).sessions.create(actor)
+    session = state(request).sessions.create(identity)
     response = web.HTTPSeeOther("/ui/")
     set_cookie(response, request, COOKIE, session.sid, int(state(request).sessions.ttl_s))
     response.del_cookie(LOGIN_COOKIE, path="/ui/")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from provisioner.web.ui.users import Identity
+
 __all__ = [
     "COOKIE",
     "CSRF_HEADER",
@@ -34,16 +36,17 @@ CSRF_HEADER = "X-CSRF-Token"
 DEFAULT_TTL_S = 8 * 3600.0  # one working shift
 MAX_SESSIONS = 10_000
 
-TokenCheck = Callable[[str], Awaitable[str | None]]
-"""Presented token → the actor name (e.g. `api:admin`), or None when it is not valid."""
+TokenCheck = Callable[[str], Awaitable[Identity | None]]
+"""Presented token → who it is (actor, admin), or None when it is not valid."""
 
 
 def admin_token_check(api_token: str) -> TokenCheck:
-    """Accept the daemon's API token (state_dir/api-token) as the `api:admin` actor."""
+    """Accept only the daemon's API token (state_dir/api-token), as the `api:admin` actor."""
     expected = api_token.encode()
 
-    async def check(presented: str) -> str | None:
-        return "api:admin" if hmac.compare_digest(presented.strip().encode(), expected) else None
+    async def check(presented: str) -> Identity | None:
+        ok = hmac.compare_digest(presented.strip().encode(), expected)
+        return Identity("api:admin", admin=True) if ok else None
 
     return check
 
@@ -53,12 +56,21 @@ class Session:
     """One logged-in browser."""
 
     sid: str
-    actor: str
+    identity: Identity
     csrf: str
     expires: float
-    admin: bool = True
     flash: str = ""
     flash_ok: bool = True
+
+    @property
+    def actor(self) -> str:
+        """Who acts (audit events carry it)."""
+        return self.identity.actor
+
+    @property
+    def admin(self) -> bool:
+        """Whether this user may download talosconfigs."""
+        return self.identity.admin
 
 
 class Sessions:
@@ -69,14 +81,14 @@ class Sessions:
         self._clock = clock
         self._by_id: dict[str, Session] = {}
 
-    def create(self, actor: str) -> Session:
-        """A new session for `actor` (the oldest is dropped when the table is full)."""
+    def create(self, identity: Identity) -> Session:
+        """A new session for `identity` (the oldest is dropped when the table is full)."""
         self._expire()
         if len(self._by_id) >= MAX_SESSIONS:
             del self._by_id[next(iter(self._by_id))]
         session = Session(
             sid=secrets.token_urlsafe(32),
-            actor=actor,
+            identity=identity,
             csrf=secrets.token_urlsafe(32),
             expires=self._clock() + self.ttl_s,
         )
