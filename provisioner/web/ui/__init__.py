@@ -7,6 +7,6 @@
 
 from __future__ import annotations
 
-from provisioner.web.ui.app import DEFAULT_UI_TEMPLATES, UI_PREFIX, UiDeps, create_ui_app, mount_ui
+from provisioner.web.ui.app import UI_PREFIX, UiDeps, create_ui_app, mount_ui
 
-__all__ = ["DEFAULT_UI_TEMPLATES", "UI_PREFIX", "UiDeps", "create_ui_app", "mount_ui"]
+__all__ = ["UI_PREFIX", "UiDeps", "create_ui_app", "mount_ui"]

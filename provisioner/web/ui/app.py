@@ -12,13 +12,13 @@ import jinja2
 from aiohttp import web
 
 from provisioner.events import Event, EventSink, Severity, utcnow
+from provisioner.templating import TemplateLoader
 from provisioner.web.ui.feed import ChangeFeed, FeedSource
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import COOKIE, Session, Sessions, TokenCheck
 from provisioner.web.ui.users import Identity
 
 __all__ = [
-    "DEFAULT_UI_TEMPLATES",
     "UI",
     "UI_APP",
     "UI_PREFIX",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 UI_PREFIX = "/ui"
-DEFAULT_UI_TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "ui"
+TEMPLATE_SUBDIR = "ui"
 
 # No inline script or style anywhere: scripts and styles come from /ui/static only.
 CSP = (
@@ -68,7 +68,8 @@ class UiDeps:
     """Where audit events of console actions go (the daemon's event sink)."""
     kernel_log: Callable[[str, int], Awaitable[Sequence[str]]] | None = None
     """The newest kernel log lines of a machine, when telemetry is running."""
-    templates: Path = DEFAULT_UI_TEMPLATES
+    templates_dir: Path | None = None
+    """`http.templates_dir`: a file there under `ui/` replaces the packaged one (pages and static)."""
     session_ttl_s: float = 8 * 3600.0
     feed_interval_s: float = 0.25
 
@@ -116,10 +117,10 @@ UI_APP = web.AppKey("provisioner_ui_app", web.Application)
 SESSION = web.RequestKey("provisioner_ui_session", Session)
 
 
-def environment(templates: Path) -> jinja2.Environment:
-    """Jinja2 with autoescape on for every template and StrictUndefined."""
+def environment(templates_dir: Path | None) -> jinja2.Environment:
+    """Jinja2 with autoescape on for every template and StrictUndefined (packaged `ui/` templates)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates),
+        loader=TemplateLoader(TEMPLATE_SUBDIR, templates_dir),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -172,12 +173,15 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def create_ui_app(deps: UiDeps) -> web.Application:
     """The console as an aiohttp application to mount at /ui."""
-    from provisioner.web.ui import actions, pages, stream
+    from provisioner.web.ui import actions, pages, static, stream
 
     app = web.Application(middlewares=[headers_middleware, session_middleware])
     feed = ChangeFeed(deps.feed_source, interval=deps.feed_interval_s)
     app[UI] = UiState(
-        deps=deps, sessions=Sessions(ttl_s=deps.session_ttl_s), feed=feed, jinja=environment(deps.templates)
+        deps=deps,
+        sessions=Sessions(ttl_s=deps.session_ttl_s),
+        feed=feed,
+        jinja=environment(deps.templates_dir),
     )
 
     def warm() -> None:
@@ -199,7 +203,7 @@ def create_ui_app(deps: UiDeps) -> web.Application:
     app.add_routes(pages.routes())
     app.add_routes(actions.routes())
     app.add_routes(stream.routes())
-    app.router.add_static("/static/", deps.templates / "static", append_version=False)
+    app.add_routes(static.routes())
     return app
 
 
