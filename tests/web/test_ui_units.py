@@ -157,6 +157,9 @@ def test_pages_and_login_over_http(tmp_path: Path) -> None:
 
     async def seed(store: object) -> None:
         await add_machines(store, [{"name": "n1", "mac": "52:54:00:00:00:01"}])  # type: ignore[arg-type]
+        await store.record_discovered(  # type: ignore[attr-defined]
+            "52:54:00:aa:bb:cc", arch="amd64", vendor_class="<script>alert(1)</script>", source="dhcp"
+        )
 
     server.start(seed)
     try:
@@ -177,6 +180,10 @@ def test_pages_and_login_over_http(tmp_path: Path) -> None:
             assert status == 200, page
             assert headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self'")
             assert '<script src="/ui/static/ui.js" defer></script>' in body
+        body = http("GET", server.base + "/ui/discovered", cookie=session)[2]
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body  # vendor class from the network, escaped
+        assert "<script>alert" not in body
+        assert "macs: [&#39;52:54:00:aa:bb:cc&#39;]" in body  # the YAML to copy
         assert http("GET", server.base + "/ui/machines/nope", cookie=session)[0] == 404
         assert http("GET", server.base + "/ui/static/ui.js")[0] == 200
         # Logout needs the CSRF token too.
