@@ -7,6 +7,7 @@ Screenshots for docs/ui.md are made here (docs/img/ui-rack.png, ui-machine.png).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -271,11 +272,12 @@ def test_rack_of_5000_under_budget(tmp_path: Path, driver: Any) -> None:
             wall = (time.perf_counter() - started) * 1000
             assert status == 200
             assert body.count("<tr data-name=") == 5000
-            server_ms = float(headers["Server-Timing"].split("dur=")[1])
-            timings.append((server_ms, wall))
+            app, cpu = (float(part.split("dur=")[1]) for part in headers["Server-Timing"].split(","))
+            timings.append((app, wall, cpu))
         median_server = sorted(t[0] for t in timings)[len(timings) // 2]
-        print(
-            f"rack 5000: server {[round(t[0]) for t in timings]} ms, wall {[round(t[1]) for t in timings]} ms"
+        print(  # the load average tells whether a slow run was the machine or the code
+            f"rack 5000: server {[round(t[0]) for t in timings]} ms, cpu {[round(t[2]) for t in timings]} ms, "
+            f"wall {[round(t[1]) for t in timings]} ms, load average {os.getloadavg()[0]:.1f}"
         )
         assert median_server < 300, timings
         # Updates stay incremental: one changed machine updates its row on the open page.

@@ -71,7 +71,7 @@ class UiDeps:
     templates_dir: Path | None = None
     """`http.templates_dir`: a file there under `ui/` replaces the packaged one (pages and static)."""
     session_ttl_s: float = 8 * 3600.0
-    feed_interval_s: float = 0.25
+    feed_interval_s: float = 0.5  # changes show within a second; an idle poll costs ~4 ms CPU
 
 
 @dataclass
@@ -137,10 +137,10 @@ def environment(templates_dir: Path | None) -> jinja2.Environment:
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Security headers on every console answer, errors included; the handler's time.
 
-    `Server-Timing: app;dur=MS` is the server time of the whole handler (session check,
-    data, template), which the 5,000-machine test holds to its budget.
+    `Server-Timing: app;dur=MS, cpu;dur=MS` is the server time of the whole handler
+    (session check, data, template), which the 5,000-machine test holds to its budget.
     """
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -148,7 +148,11 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     response.headers.update(SECURITY_HEADERS)
     if not response.prepared:
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        # app: wall time in the handler; cpu: this thread's CPU time in it (what the
+        # handler itself cost, apart from waiting for a busy machine's CPU or the database).
+        wall_ms = (time.perf_counter() - started) * 1000
+        cpu_ms = (time.thread_time() - cpu) * 1000
+        response.headers["Server-Timing"] = f"app;dur={wall_ms:.1f}, cpu;dur={cpu_ms:.1f}"
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -124,7 +124,7 @@ class ChangeFeed:
     """Machines by name, last power state by name, and the subscribers to notify."""
 
     source: FeedSource
-    interval: float = 0.25
+    interval: float = 0.5
     resync_s: float = 30.0
     machines: dict[str, MachineRecord] = field(default_factory=dict)
     power: dict[str, str] = field(default_factory=dict)
