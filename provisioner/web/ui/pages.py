@@ -20,7 +20,6 @@ from provisioner.web.ui.timeline import Transition, runs
 __all__ = ["render", "routes"]
 
 STATES = tuple(s.value for s in MachineState)
-STATE_CLASS = {s: s.lower() for s in STATES}
 LOGIN_TTL_S = 600
 EVENT_PAGE = 200
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["Bar", "Run", "Transition", "runs", "svg_runs"]
+__all__ = ["Bar", "Run", "Transition", "human", "runs", "when"]
 
 RUN_STARTS = frozenset({"PoweringOn", "Deprovisioning"})
 RESTING = frozenset({"Provisioned", "Failed", "Registered"})
@@ -101,11 +101,6 @@ def runs(transitions: Sequence[Transition], now: datetime) -> list[Run]:
         out.append(Run(number=number, started=start, bars=bars))
     out.reverse()
     return out
-
-
-def svg_runs(items: Sequence[Run]) -> list[Run]:
-    """The runs to draw (the newest 20: older ones are in the event list)."""
-    return list(items[:20])
 
 
 def human(seconds: float) -> str:
