@@ -31,7 +31,6 @@ __all__ = [
     "dhcp_service",
     "power_service",
     "reconciler_service",
-    "stage_timeouts",
     "tftp_service",
 ]
 
@@ -125,22 +124,6 @@ async def power_service(rt: Runtime) -> AsyncIterator[None]:
         await service.stop()
 
 
-def stage_timeouts(rt: Runtime) -> StageTimeouts:
-    """The lifecycle timeouts from the `[lifecycle]` settings."""
-    s = rt.settings.lifecycle
-    return StageTimeouts(
-        powering_on=s.powering_on_s,
-        dhcp=s.dhcp_s,
-        script=s.script_s,
-        config=s.config_s,
-        trust=s.trust_s,
-        deprovisioning=s.deprovisioning_s,
-        max_attempts=s.max_attempts,
-        retry_base_s=s.retry_base_s,
-        retry_max_s=s.retry_max_s,
-    )
-
-
 @asynccontextmanager
 async def reconciler_service(rt: Runtime) -> AsyncIterator[None]:
     """The reconciler that drives provisioning runs."""
@@ -150,7 +133,7 @@ async def reconciler_service(rt: Runtime) -> AsyncIterator[None]:
         rt.services["power"],
         make_trust_checker(rt.store),
         instance=rt.instance,
-        timeouts=stage_timeouts(rt),
+        timeouts=StageTimeouts.from_settings(rt.settings.lifecycle),
         interval=rt.settings.lifecycle.interval_s,
     )
     await reconciler.start()

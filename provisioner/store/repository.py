@@ -7,7 +7,7 @@ the audit log never misses a transition that happened (and never records one tha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -108,6 +108,16 @@ def machine_record(row: MachineRow, macs: Sequence[str], bmc: BmcRow | None) -> 
     )
 
 
+STATE_FIELDS = frozenset({"state", "state_reason", "state_since"})
+"""The lifecycle's columns: written only through `write_transition` (lifecycle.move)."""
+
+
+def _no_state_fields(fields: Mapping[str, object]) -> None:
+    if clash := STATE_FIELDS & set(fields):
+        msg = f"machine state is written only by the lifecycle (lifecycle.move), not as {sorted(clash)}"
+        raise ValueError(msg)
+
+
 class Store:
     """Async access to machines, clusters, events, leases and secrets."""
 
@@ -163,43 +173,47 @@ class Store:
             found = await self._records(session, [name])
         return found[0] if found else None
 
-    async def transition(
+    async def write_transition(
         self,
         name: str,
         to_state: str,
         *,
-        reason: str = "",
-        expect: Sequence[str] | None = None,
-        event: Event | None = None,
-        fields: dict[str, Any] | None = None,
+        expect: Sequence[str],
+        reason: str,
+        event: Event,
+        fields: Mapping[str, object],
     ) -> bool:
         """Move a machine to `to_state` if it is in one of `expect` (compare-and-set).
 
+        Only `provisioner.lifecycle.move` calls this: it decides the move from the table.
         Returns False (and writes nothing) when another actor moved it first: with
         several daemon instances on one database, this is what keeps a machine's run
         single-threaded.
         """
+        _no_state_fields(fields)
         now = utcnow()
         values: dict[str, Any] = {
             "state": to_state,
             "state_reason": reason,
             "state_since": now,
             "updated_at": now,
-            **(fields or {}),
+            **fields,
         }
-        query = update(MachineRow).where(col(MachineRow.name) == name)
-        if expect is not None:
-            query = query.where(col(MachineRow.state).in_(list(expect)))
+        query = (
+            update(MachineRow)
+            .where(col(MachineRow.name) == name)
+            .where(col(MachineRow.state).in_(list(expect)))
+        )
         async with self.session() as session:
             result = await session.execute(query.values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            if event is not None:
-                session.add(event_row(event))
+            session.add(event_row(event))
         return True
 
     async def update_machine(self, name: str, *, event: Event | None = None, **fields: Any) -> bool:  # noqa: ANN401
-        """Set plain fields of a machine (desired, attempts, owner, last_seen, ...)."""
+        """Set plain fields of a machine (desired, attempts, owner, last_seen, ...), never its state."""
+        _no_state_fields(fields)
         fields["updated_at"] = utcnow()
         async with self.session() as session:
             result = await session.execute(

@@ -6,9 +6,11 @@ import logging
 
 from aiohttp import web
 
+from provisioner import lifecycle
 from provisioner.events import Event, Severity, utcnow
+from provisioner.lifecycle import Signal
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
-from provisioner.model import MachineState, MachineSummary
+from provisioner.model import MachineSummary
 from provisioner.store.assets import NAME_RE
 from provisioner.web.context import WebContext, ctx
 from provisioner.web.ipxe import BootPlatform, IpxeError
@@ -138,21 +140,13 @@ async def _install(c: WebContext, *, record_name: str, source: str, platform: Bo
         leased = await c.tokens.lease_addresses(record_name, record.macs, now=now)
         if leased and source not in leased:
             return _refuse_boot(c, record_name, "wrong-source", source, severity=Severity.ALERT)
-    if record.state != MachineState.NETBOOTING.value:
-        moved = await store.transition(
-            record_name,
-            MachineState.NETBOOTING.value,
-            reason="iPXE script fetched",
-            expect=[record.state],
-            event=Event(
-                kind="machine.transition",
-                at=now,
-                machine=record_name,
-                data={"from": record.state, "to": MachineState.NETBOOTING.value, "source": source},
-            ),
-        )
-        if not moved:
-            return _refuse_boot(c, record_name, "state-changed", source)
+    # A signal, not a move: the lifecycle table decides (PoweringOn or Registered ->
+    # Netbooting; a second fetch while Netbooting stays and writes nothing).
+    moved = await lifecycle.move(
+        store, record, Signal.SCRIPT_FETCHED, "iPXE script fetched", now=now, data={"source": source}
+    )
+    if not moved:
+        return _refuse_boot(c, record_name, "state-changed", source)
     token = await c.tokens.issue(record_name, source, now=now, ttl_s=c.token_ttl_s)
     try:
         text = c.ipxe.install(

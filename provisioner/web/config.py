@@ -31,9 +31,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from provisioner import lifecycle
 from provisioner.events import Event, Severity, utcnow
+from provisioner.lifecycle import Signal
 from provisioner.matching import labels_from_raw
-from provisioner.model import MachineState
 from provisioner.store.records import MachineRecord
 from provisioner.web.context import TOKEN_ID, TOKEN_MACHINE, WebContext, ctx
 from provisioner.web.policy import CONFIG_DELIVERY_STATES
@@ -141,20 +142,7 @@ async def _render(c: WebContext, machine: MachineRecord) -> bytes:
             if not isinstance(body, bytes) or not body:
                 reason = "renderer-failed: empty config"
     if reason:
-        await c.rt.store.transition(
-            machine.name,
-            MachineState.FAILED.value,
-            reason=f"config: {reason}",
-            expect=[machine.state],
-            event=Event(
-                kind="machine.transition",
-                at=utcnow(),
-                machine=machine.name,
-                severity=Severity.WARNING,
-                message=reason,
-                data={"from": machine.state, "to": MachineState.FAILED.value},
-            ),
-        )
+        await lifecycle.move(c.rt.store, machine, Signal.FAILED, f"config: {reason}", now=utcnow())
         raise RefusedError(503, reason.split(":", 1)[0])
     return body
 
@@ -182,17 +170,14 @@ async def _deliver(c: WebContext, machine: MachineRecord, token_id: int, source:
     now = utcnow()
     if not await c.tokens.spend(token_id, source, now=now):
         raise RefusedError(403, "token-replayed", Severity.ALERT)
-    served = await c.rt.store.transition(
-        machine.name,
-        MachineState.CONFIG_SERVED.value,
-        reason="config fetched",
-        expect=[MachineState.NETBOOTING.value],
-        event=Event(
-            kind="config.served",
-            at=now,
-            machine=machine.name,
-            data={"source": source, "token_id": token_id, "bytes": size},
-        ),
+    served = await lifecycle.move(
+        c.rt.store,
+        machine,
+        Signal.CONFIG_SERVED,
+        "config fetched",
+        now=now,
+        kind="config.served",
+        data={"source": source, "token_id": token_id, "bytes": size},
     )
     if not served:
         raise RefusedError(403, "not-provisioning")

@@ -62,12 +62,20 @@ async def test_machines_round_trip(store: Store, tmp_path: Path) -> None:
 async def test_transition_is_compare_and_set_with_event(store: Store, tmp_path: Path) -> None:
     await seed(store, tmp_path)
     ev = Event(kind="machine.transition", at=utcnow(), machine="m1", data={"to": "PoweringOn"})
-    assert await store.transition("m1", "PoweringOn", expect=["Registered"], event=ev)
+    kw = {"expect": ["Registered"], "reason": "test", "event": ev, "fields": {}}
+    assert await store.write_transition("m1", "PoweringOn", **kw)  # type: ignore[arg-type]
     # a second actor expecting the old state loses and writes nothing
-    assert not await store.transition("m1", "PoweringOn", expect=["Registered"], event=ev)
+    assert not await store.write_transition("m1", "PoweringOn", **kw)  # type: ignore[arg-type]
     assert (await store.get_machine("m1")).state == "PoweringOn"  # type: ignore[union-attr]
     events = await store.list_events(machine="m1", kind="machine.transition")
     assert len(events) == 1
+
+
+async def test_state_is_not_a_plain_field(store: Store, tmp_path: Path) -> None:
+    await seed(store, tmp_path)
+    with pytest.raises(ValueError, match="lifecycle"):
+        await store.update_machine("m1", state="Provisioned")
+    assert (await store.get_machine("m1")).state == "Registered"  # type: ignore[union-attr]
 
 
 async def test_events_filter_and_paginate(store: Store) -> None:
