@@ -262,10 +262,10 @@ def prepare(state: Path) -> None:
     sys.path.insert(0, str(REPO))
     from provisioner.store.assets import AssetSets
     from provisioner.store.db import create_schema
-    from provisioner.store.repository import Store
+    from provisioner.store.repository import SqlStore
 
     async def main() -> None:
-        store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
+        store = SqlStore.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         await create_schema(store.engine)
         src = state.parent / "src"
         src.mkdir()
@@ -290,7 +290,7 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
     from provisioner.daemon import Runtime
     from provisioner.events import MemoryEventSink
     from provisioner.settings import Settings
-    from provisioner.store.repository import Store
+    from provisioner.store.repository import SqlStore
     from provisioner.web.service import WebServer
 
     handler = logging.FileHandler(access_log)
@@ -304,7 +304,7 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
 
     async def main() -> None:
         settings = Settings(state_dir=state, http={"listen": listen})  # type: ignore[arg-type]
-        store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
+        store = SqlStore.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

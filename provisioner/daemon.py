@@ -27,7 +27,7 @@ from provisioner.eventlog import DatabaseEventSink
 from provisioner.events import Event, EventSink, utcnow
 from provisioner.matching import MachineIndex
 from provisioner.settings import Settings
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 
 __all__ = ["Runtime", "run_daemon"]
 
@@ -41,7 +41,7 @@ class Runtime:
     """What every service receives: settings, storage, events and the machine index."""
 
     settings: Settings
-    store: Store
+    store: SqlStore
     events: EventSink
     instance: str
     stopping: asyncio.Event
@@ -88,7 +88,7 @@ async def _refresh_loop(rt: Runtime) -> None:
 async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or `Runtime.stopping` is set)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open(settings.db_url, settings.state_dir)
+    store = SqlStore.open(settings.db_url, settings.state_dir)
     sink = DatabaseEventSink(store)
     stopping = asyncio.Event()
     rt = Runtime(
@@ -130,7 +130,7 @@ async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | N
         await store.close()
 
 
-async def _check_schema(store: Store) -> None:
+async def _check_schema(store: SqlStore) -> None:
     """Bring the schema up to date at start (as `provisioner db upgrade` would)."""
     from provisioner.store.migrate import upgrade
 

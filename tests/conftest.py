@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.store.db import create_schema
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _db_counter = itertools.count()
@@ -110,9 +110,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(db_url: str, state_dir: Path) -> AsyncIterator[Store]:
-    """A Store with the schema created, on each database."""
-    st = Store.open(db_url, state_dir)
+async def store(db_url: str, state_dir: Path) -> AsyncIterator[SqlStore]:
+    """A SqlStore with the schema created, on each database."""
+    st = SqlStore.open(db_url, state_dir)
     await create_schema(st.engine)
     try:
         yield st
@@ -121,9 +121,9 @@ async def store(db_url: str, state_dir: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path: Path, state_dir: Path) -> AsyncIterator[Store]:
-    """A Store on SQLite only (for tests that are about logic, not the database)."""
-    st = Store.open(f"sqlite+aiosqlite:///{tmp_path}/provisioner.db", state_dir)
+async def sqlite_store(tmp_path: Path, state_dir: Path) -> AsyncIterator[SqlStore]:
+    """A SqlStore on SQLite only (for tests that are about logic, not the database)."""
+    st = SqlStore.open(f"sqlite+aiosqlite:///{tmp_path}/provisioner.db", state_dir)
     await create_schema(st.engine)
     try:
         yield st

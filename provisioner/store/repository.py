@@ -1,30 +1,35 @@
-"""The Store: the narrow async interface over the database that the rest of the code uses.
+"""`SqlStore`: the `Store` (provisioner/store/base.py) on SQLAlchemy, SQLite or PostgreSQL.
 
 No ORM object leaves this module: callers get frozen records. Each method is one
 transaction. A state change and its event row are written in the same transaction, so
 the audit log never misses a transition that happened (and never records one that did not).
+`Store` is re-exported here for the modules that type against it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from provisioner.events import Event, utcnow
+from provisioner.store.base import MAX_EVENT_PAGE, Store, bmc_context, check_plain_fields, cluster_context
 from provisioner.store.crypto import SecretBox, load_or_create_key
 from provisioner.store.db import make_engine
+from provisioner.store.inventory_sql import apply_write, read_snapshot
 from provisioner.store.records import (
     BmcInfo,
     ClusterRecord,
     DiscoveredRecord,
     EventRecord,
+    InventorySnapshot,
+    InventoryWrite,
     MachineRecord,
 )
 from provisioner.store.tables import (
@@ -36,34 +41,10 @@ from provisioner.store.tables import (
     LeaseRow,
     MachineRow,
     NicRow,
+    event_row,
 )
 
-__all__ = ["Store", "bmc_context", "cluster_context", "event_row"]
-
-MAX_EVENT_PAGE = 1000
-
-
-def bmc_context(machine: str) -> str:
-    """The associated-data label binding a BMC password ciphertext to its machine."""
-    return f"bmc:{machine}"
-
-
-def cluster_context(cluster: str) -> str:
-    """The associated-data label binding a secrets bundle ciphertext to its cluster."""
-    return f"cluster:{cluster}"
-
-
-def event_row(event: Event) -> EventRow:
-    """The table row for an event."""
-    return EventRow(
-        at=event.at,
-        kind=event.kind,
-        machine=event.machine,
-        severity=event.severity.value,
-        actor=event.actor,
-        message=event.message,
-        data=dict(event.data),
-    )
+__all__ = ["SqlStore", "Store", "bmc_context", "cluster_context", "event_row"]
 
 
 def _bmc_info(row: BmcRow | None) -> BmcInfo | None:
@@ -108,32 +89,56 @@ def machine_record(row: MachineRow, macs: Sequence[str], bmc: BmcRow | None) -> 
     )
 
 
-STATE_FIELDS = frozenset({"state", "state_reason", "state_since"})
-"""The lifecycle's columns: written only through `write_transition` (lifecycle.move)."""
-
-
-def _no_state_fields(fields: Mapping[str, object]) -> None:
-    if clash := STATE_FIELDS & set(fields):
-        msg = f"machine state is written only by the lifecycle (lifecycle.move), not as {sorted(clash)}"
-        raise ValueError(msg)
-
-
-class Store:
-    """Async access to machines, clusters, events, leases and secrets."""
+class SqlStore:
+    """Async access to machines, clusters, events, leases and secrets, in SQL."""
 
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         self.engine = engine
-        self.box = box
+        self._box = box
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def box(self) -> SecretBox:
+        """Seals and opens secrets at rest."""
+        return self._box
+
     @classmethod
-    def open(cls, url: str, state_dir: Path) -> Store:
+    def open(cls, url: str, state_dir: Path) -> SqlStore:
         """A store on `url`, with the secret key from `state_dir` (or the environment)."""
         return cls(make_engine(url), SecretBox(load_or_create_key(state_dir)))
 
     async def close(self) -> None:
         """Release the connection pool."""
         await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer `SELECT 1`."""
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
+
+    # -- inventory --------------------------------------------------------------------
+
+    async def inventory_snapshot(self) -> InventorySnapshot:
+        """The inventory rows as plain values."""
+        async with self.session() as session:
+            return await read_snapshot(session)
+
+    async def apply_inventory(
+        self, plan: Callable[[InventorySnapshot], InventoryWrite], *, dry_run: bool
+    ) -> InventoryWrite:
+        """One transaction: snapshot, `plan`, write; a dry run rolls back."""
+        async with self._sessions() as session:
+            transaction = await session.begin()
+            try:
+                write = await apply_write(session, plan, utcnow())
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if dry_run:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+        return write
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -190,7 +195,7 @@ class Store:
         several daemon instances on one database, this is what keeps a machine's run
         single-threaded.
         """
-        _no_state_fields(fields)
+        check_plain_fields(fields)
         now = utcnow()
         values: dict[str, Any] = {
             "state": to_state,
@@ -213,7 +218,7 @@ class Store:
 
     async def update_machine(self, name: str, *, event: Event | None = None, **fields: Any) -> bool:  # noqa: ANN401
         """Set plain fields of a machine (desired, attempts, owner, last_seen, ...), never its state."""
-        _no_state_fields(fields)
+        check_plain_fields(fields)
         fields["updated_at"] = utcnow()
         async with self.session() as session:
             result = await session.execute(
@@ -474,3 +479,8 @@ class Store:
         """How many events the log holds."""
         async with self.session() as session:
             return int((await session.execute(select(func.count()).select_from(EventRow))).scalar_one())
+
+
+def _sql_conforms(store: SqlStore) -> Store:
+    """Mypy checks here that the SQL store is a `Store`."""
+    return store
