@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 pytestmark = pytest.mark.lab
-# Talos's own generated worker config (shared reference data), when this checkout has it.
-GOLDEN = Path(__file__).resolve().parents[3] / "shared/talos/golden/v1.13-base-worker.yaml"
+# Talos's own generated worker config (reference data, origin in tests/data/talos/README.md).
+GOLDEN = Path(__file__).resolve().parents[1] / "data/talos/golden/v1.13-base-worker.yaml"
 
 
 def busybox(script: str, stdin: bytes = b"") -> bytes:
@@ -78,7 +78,6 @@ def test_yaml_flatten_reads_a_lab_config() -> None:
     assert base64.b64decode(get("machine.ca.key")) == b"KEY"
 
 
-@pytest.mark.skipif(not GOLDEN.exists(), reason="shared Talos reference data not in this checkout")
 def test_yaml_flatten_reads_talos_golden_worker_config() -> None:
     """The same fields from a config Talos itself generated (4-space YAML, no comments)."""
     get = _flat_get(GOLDEN.read_bytes())

@@ -10,20 +10,17 @@ import pytest
 from provisioner.talos.contract import VersionContract
 from provisioner.talos.secrets import SecretsBundle, generate_bundle, load_bundle
 
-# Reference data lives beside the repository (shared/talos), read-only.
-GOLDEN_DIR = Path(__file__).resolve().parents[3] / "shared" / "talos" / "golden"
-SHARED_DIR = GOLDEN_DIR.parent
+# Reference data copied from Talos's repository (origin and tag in tests/data/talos/README.md).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "talos"
+GOLDEN_DIR = DATA_DIR / "golden"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 V113 = VersionContract(1, 13)
 V114 = VersionContract(1, 14)
 
 
 def golden_text(name: str) -> str:
-    """Text of a golden file; the reference data must be beside the repository."""
-    path = GOLDEN_DIR / name
-    if not path.exists():
-        pytest.fail(f"reference data {path} not found: shared/ must sit beside the repository")
-    return path.read_text(encoding="utf-8")
+    """Text of a golden file from tests/data/talos/golden."""
+    return (GOLDEN_DIR / name).read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from provisioner.talos.wire import (
     encode_response,
 )
 
-from .conftest import NOW, SHARED_DIR, V113
+from .conftest import DATA_DIR, NOW, V113
 
 METHOD = "/securityapi.SecurityService/Certificate"
 
@@ -203,7 +203,7 @@ def test_request_codec_skips_unknown_fields_and_rejects_truncation() -> None:
 
 
 def _generated_pb2(tmp_path: Path) -> ModuleType:
-    proto = SHARED_DIR / "security.proto"
+    proto = DATA_DIR / "security.proto"
     if not proto.exists():
         pytest.skip("security.proto not available")
     protoc = pytest.importorskip("grpc_tools.protoc")
