@@ -287,10 +287,11 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
     import logging
 
     sys.path.insert(0, str(REPO))
-    from provisioner.daemon import Runtime
+    from provisioner.directory import MachineDirectory
     from provisioner.events import MemoryEventSink
     from provisioner.settings import Settings
     from provisioner.store.repository import SqlStore
+    from provisioner.web.context import WebRuntime
     from provisioner.web.service import WebServer
 
     handler = logging.FileHandler(access_log)
@@ -308,8 +309,11 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        rt = Runtime(settings=settings, store=store, events=Sink(), instance="bench", stopping=stop)
-        await rt.refresh_machines()
+        directory = MachineDirectory(store)
+        rt = WebRuntime(
+            settings=settings, store=store, events=Sink(), instance="bench", machines=directory.current
+        )
+        await directory.refresh()
         server = WebServer(rt)
         await server.start()
         await stop.wait()

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from provisioner.daemon import Runtime
 from provisioner.store.assets import AssetSets
 from provisioner.store.tokens import ConfigTokens
 from provisioner.tftp.files import FileSource
 from provisioner.web import assets, boot, config, firmware, health
 from provisioner.web.api import routes as api_routes
 from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api_token
-from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext
+from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext, WebRuntime
 from provisioner.web.ipxe import DEFAULT_TEMPLATES, IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 
@@ -100,13 +99,13 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 
 def create_app(
-    rt: Runtime,
+    rt: WebRuntime,
     *,
     api_token: str | None = None,
     templates: Path = DEFAULT_TEMPLATES,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
-    """The aiohttp application for a runtime (token from state_dir/api-token by default)."""
+    """The aiohttp application over the web layer's ports (token from state_dir/api-token by default)."""
     settings = rt.settings
     mimetypes.init()  # FileResponse consults it; load it now, not on the first download
     token = api_token if api_token is not None else load_or_create_api_token(settings.state_dir)

@@ -12,7 +12,7 @@ The config carries cluster secrets, so every check below must pass, in this orde
 4. the requester's address fetched the script carrying the token (`issued_to`) or holds
    the machine's bound lease;
 5. the machine is in the provisioning window (`policy.CONFIG_DELIVERY_STATES`);
-6. the renderer (`rt.services["config_renderer"]`) produces the body; if it is missing or
+6. the renderer (`WebRuntime.renderer`) produces the body; if it is missing or
    fails the answer is 503 and the machine goes to Failed with the reason;
 7. the token is spent (compare-and-set) and the machine moves Netbooting -> ConfigServed
    (compare-and-set), and only then are the bytes sent.
@@ -38,7 +38,6 @@ from provisioner.matching import labels_from_raw
 from provisioner.store.records import MachineRecord
 from provisioner.web.context import TOKEN_ID, TOKEN_MACHINE, WebContext, ctx
 from provisioner.web.policy import CONFIG_DELIVERY_STATES
-from provisioner.web.protocols import ConfigRenderer
 
 __all__ = ["fetch_config", "routes"]
 
@@ -124,7 +123,7 @@ async def _check(c: WebContext, request: web.Request, token: str, source: str) -
 
 async def _render(c: WebContext, machine: MachineRecord) -> bytes:
     """Check 6: the body, or RefusedError(503) after failing the machine."""
-    renderer: ConfigRenderer | None = c.rt.services.get("config_renderer")
+    renderer = c.rt.renderer
     cluster = await c.rt.store.get_cluster(machine.cluster) if machine.cluster else None
     reason = ""
     body = b""

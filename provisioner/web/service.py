@@ -1,4 +1,4 @@
-"""The web service in the daemon: an aiohttp AppRunner + TCPSite on `settings.http.listen`.
+"""The web part of the daemon: an aiohttp AppRunner + TCPSite on `settings.http.listen`.
 
 Connection limits (THREATS.md C7): header lines and fields are capped at 8 KiB, at most 64
 headers, request bodies at 64 KiB; a connection that sends no complete request within
@@ -8,15 +8,13 @@ headers, request bodies at 64 KiB; a connection that sends no complete request w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from provisioner.daemon import Runtime
 from provisioner.web.app import create_app
+from provisioner.web.context import WebRuntime
 
-__all__ = ["IDLE_TIMEOUT_S", "WebServer", "web_service"]
+__all__ = ["IDLE_TIMEOUT_S", "WebServer"]
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +23,10 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class WebServer:
-    """The running HTTP server (registered as `rt.services["web"]`)."""
+    """The HTTP server on `[http] listen` (a daemon part: start, stop)."""
 
     def __init__(
-        self, rt: Runtime, *, app: web.Application | None = None, idle_timeout_s: float = IDLE_TIMEOUT_S
+        self, rt: WebRuntime, *, app: web.Application | None = None, idle_timeout_s: float = IDLE_TIMEOUT_S
     ) -> None:
         self.app = app if app is not None else create_app(rt)
         self._rt = rt
@@ -58,16 +56,3 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-
-@asynccontextmanager
-async def web_service(rt: Runtime) -> AsyncIterator[None]:
-    """The daemon's web part (see provisioner/services.py)."""
-    server = WebServer(rt)
-    await server.start()
-    rt.services["web"] = server
-    try:
-        yield
-    finally:
-        rt.services.pop("web", None)
-        await server.stop()

@@ -31,7 +31,7 @@ async def setup(env: Env, *, renderer: bool = True) -> None:
     await add_machine(env.store, "m2", [MAC2], uuid=UUID2, state="PoweringOn")
     await env.refresh()
     if renderer:
-        env.rt.services["config_renderer"] = render
+        env.rt.renderer = render
 
 
 async def token_for(http: aiohttp.ClientSession, env: Env, mac: str = MAC1) -> str:
@@ -203,7 +203,7 @@ async def test_renderer_raising_fails_machine(env: Env, http: aiohttp.ClientSess
     async def broken(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
         raise RuntimeError("secrets bundle missing")
 
-    env.rt.services["config_renderer"] = broken
+    env.rt.renderer = broken
     token = await token_for(http, env)
     async with http.get(talos_url(env, token)) as r:
         assert r.status == 503

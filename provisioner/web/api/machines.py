@@ -10,7 +10,7 @@ from provisioner.events import Severity
 from provisioner.model import MachineState
 from provisioner.web.api.common import MAX_ID, audit, checked_name, int_param, json_ok, read_json_object
 from provisioner.web.context import ctx
-from provisioner.web.protocols import POWER_ACTIONS, PowerService
+from provisioner.web.protocols import POWER_ACTIONS
 
 __all__ = ["routes"]
 
@@ -107,7 +107,7 @@ async def power(request: web.Request) -> web.Response:
     c = ctx(request)
     name = checked_name(request)
     action, kw = _power_args(await read_json_object(request, {"action", "device", "persistent"}))
-    service: PowerService | None = c.rt.services.get("power")
+    service = c.rt.power
     if service is None:
         raise web.HTTPServiceUnavailable(text="power service not running")
     if await c.rt.store.get_machine(name) is None:
