@@ -7,7 +7,10 @@ RFC 2131 §4.3.1 lists, in order of preference, the address a server offers:
 (option 50) if valid and free, 4. a new address from the pool. We put the inventory
 reservation above all of them: a machine in the inventory with an address in the
 subnet always gets that address, and the pool never hands a reserved address to anyone
-else ("reservations win over pools").
+else ("reservations win over pools"). "Free for the client" compares binding keys
+(`binding.py`): for an inventory machine that is its MAC, so the firmware (no option 61),
+iPXE (option 61 = 01+MAC) and the installed OS (its own option 61) all find the
+reservation theirs, in every order and on subnets without a pool.
 
 `acceptable` is the REQUEST-side check (RFC 2131 §4.3.2): the address must be in the
 subnet chosen for the client, be the machine's reservation if it has one, not be another
@@ -21,6 +24,7 @@ import re
 import uuid as uuid_mod
 from dataclasses import dataclass
 
+from provisioner.dhcp.binding import binding_key
 from provisioner.dhcp.book import LeaseBook
 from provisioner.dhcp.codec import DhcpPacket, swap_uuid
 from provisioner.dhcp.config import ServerConfig, Subnet
@@ -54,11 +58,13 @@ class ClientView:
     hostname: str
     requested_ip: str | None
     labels: RequestLabels
+    machine: str | None = None
+    """The inventory machine these labels matched (set by the server after matching)."""
 
     @property
     def key(self) -> str:
-        """Lease key: option 61 if sent, else the MAC (RFC 2131 §4.2)."""
-        return self.client_id or self.mac
+        """Lease key (`binding.binding_key`): the MAC of an inventory machine, else RFC 2131 §4.2."""
+        return binding_key(self.mac, self.client_id, self.machine)
 
 
 def client_view(request: DhcpPacket) -> ClientView | None:

@@ -12,9 +12,11 @@ An address is *taken* when one of these holds, checked in this order:
 - an offer held for another client (held briefly: `offer_hold_s`);
 - an inventory reservation for another machine (reservations win over pools).
 
-Clients are keyed by option 61 when they send it and by chaddr otherwise (RFC 2131
-§4.2). A client's last address is remembered after release or expiry so that it "gets
-the same address back" while nobody else took it (RFC 2131 §4.3.1 item 2).
+Clients are keyed by `binding.binding_key`: an inventory machine by its MAC whatever
+option 61 it sends (firmware, iPXE and the OS are one binding), anyone else by option 61
+when sent and by chaddr otherwise (RFC 2131 §4.2, RFC 6842). A client's last address is
+remembered after release or expiry so that it "gets the same address back" while nobody
+else took it (RFC 2131 §4.3.1 item 2).
 
 Memory is bounded: per-client state is replaced, never appended (THREATS A13), offers
 are capped (A19), and the quarantine is capped (A20).
@@ -25,6 +27,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+
+from provisioner.dhcp.binding import binding_key
 
 __all__ = ["Lease", "LeaseBook", "LeaseState", "Pool", "int_to_ip", "ip_to_int"]
 
@@ -72,12 +76,13 @@ class Lease:
     state: LeaseState = LeaseState.BOUND
     expires_at: float = 0.0
     machine: str | None = None
+    """The inventory machine the client was recognised as; its leases are keyed by MAC."""
     instance: str = ""
 
     @property
     def key(self) -> str:
-        """The client identity (RFC 2131 §4.2: client identifier, else chaddr)."""
-        return self.client_id or self.mac
+        """The binding this lease belongs to (`binding.binding_key`)."""
+        return binding_key(self.mac, self.client_id, self.machine)
 
     def holds(self, now: float) -> bool:
         """True while this record keeps the address from anyone else."""

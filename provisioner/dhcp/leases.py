@@ -10,7 +10,9 @@ them durable and lets several instances share them. Three calls:
 - `commit(leases)`: write a batch in one transaction and say, per lease, whether it won
   its address. The unique(ip) constraint decides races between instances: a row is
   inserted, or updated only when it already belongs to the same client or no longer
-  holds the address (released, expired, quarantine over). This is one
+  holds the address (released, expired, quarantine over). "Same client" is the binding
+  key of `binding.py` (an inventory machine's MAC across client identifiers, else RFC
+  2131 §4.2), written once there as `LEASE_UPSERT_WHERE`. This is one
   `INSERT ... ON CONFLICT (ip) DO UPDATE ... WHERE ... RETURNING ip` statement, which
   SQLite (3.35+) and PostgreSQL both run atomically.
 - `changed_since(t)`: rows another instance wrote, for the periodic cache sync.
@@ -31,11 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from provisioner.dhcp.allocate import sanitize_hostname
+from provisioner.dhcp.binding import LEASE_UPSERT_WHERE
 from provisioner.dhcp.book import Lease, LeaseState
 from provisioner.dhcp.sqlite_writer import SqliteLeaseWriter
 from provisioner.model import normalize_mac
@@ -102,6 +105,7 @@ class LeaseStore(Protocol):
 
 
 def _wins(existing: Lease, new: Lease, now: float) -> bool:
+    # `binding.LEASE_UPSERT_WHERE` in Python: Lease.key is `binding.binding_key`.
     return existing.key == new.key or not existing.holds(now)
 
 
@@ -221,21 +225,11 @@ class SqlLeaseStore:
         table = LeaseRow.__table__  # type: ignore[attr-defined]
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         stmt = dialect_insert(table)
-        existing_key_matches = or_(
-            and_(table.c.client_id != "", table.c.client_id == stmt.excluded.client_id),
-            and_(table.c.client_id == "", stmt.excluded.client_id == "", table.c.mac == stmt.excluded.mac),
-        )
-        no_longer_held = or_(
-            table.c.state == str(LeaseState.RELEASED),
-            table.c.state == str(LeaseState.EXPIRED),
-            table.c.state == str(LeaseState.OFFERED),
-            table.c.expires_at <= stmt.excluded.updated_at,
-        )
         columns = ("mac", "client_id", "hostname", "state", "expires_at", "machine", "instance", "updated_at")
         self._stmt = stmt.on_conflict_do_update(
             index_elements=["ip"],
             set_={name: stmt.excluded[name] for name in columns},
-            where=or_(existing_key_matches, no_longer_held),
+            where=text(LEASE_UPSERT_WHERE),
         ).returning(table.c.ip)
         return self._stmt
 

@@ -200,6 +200,10 @@ class DhcpServer:
     ) -> None:
         index = self._machines()
         machine = index.match(view.labels)
+        if machine is not None:
+            # From here on the client is keyed as that machine's binding (binding.py):
+            # its reservation follows it across client identifiers and boot stages.
+            view = replace(view, machine=machine.name)
         boot = self._boot(
             request, view, machine is not None, now, pxe_allowed=machine is None or machine.pxe_allowed
         )

@@ -9,7 +9,7 @@ the thread releases the GIL while SQLite writes and fsyncs.
 
 Same pragmas as `provisioner.store.db` (WAL, synchronous=FULL: a returned commit is on
 disk), same conflict rule as `SqlLeaseStore` (one row per ip; a row is replaced only by
-the same client or when it no longer holds the address).
+the same binding or when it no longer holds the address: `binding.LEASE_UPSERT_WHERE`).
 """
 
 from __future__ import annotations
@@ -20,23 +20,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from provisioner.dhcp.binding import LEASE_UPSERT_WHERE
 from provisioner.dhcp.book import Lease
 
 __all__ = ["SqliteLeaseWriter"]
 
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO lease (ip, mac, client_id, hostname, state, expires_at, machine, instance, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (ip) DO UPDATE SET
     mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
     state = excluded.state, expires_at = excluded.expires_at, machine = excluded.machine,
     instance = excluded.instance, updated_at = excluded.updated_at
-WHERE (lease.client_id != '' AND lease.client_id = excluded.client_id)
-   OR (lease.client_id = '' AND excluded.client_id = '' AND lease.mac = excluded.mac)
-   OR lease.state IN ('released', 'expired', 'offered')
-   OR lease.expires_at <= excluded.updated_at
+WHERE {LEASE_UPSERT_WHERE}
 RETURNING ip
-"""
+"""  # noqa: S608 - a constant: no client data is formatted into it
 
 
 def _ts(value: float) -> str:

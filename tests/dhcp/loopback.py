@@ -15,6 +15,7 @@ from provisioner.events import MemoryEventSink
 from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
 from provisioner.settings import DhcpSettings
+from provisioner.store.db import create_schema, make_engine
 
 KNOWN_MAC = "52:54:00:77:00:11"
 MACHINES = [
@@ -72,9 +73,17 @@ async def _counters(service: DhcpService) -> Any:
 
 @contextmanager
 def loopback_service(
-    *, mode: str = "full", store: LeaseStore | None = None, **settings: Any
+    *,
+    mode: str = "full",
+    store: LeaseStore | None = None,
+    machines: list[MachineSummary] | None = None,
+    db_url: str | None = None,
+    **settings: Any,
 ) -> Iterator[Loopback]:
-    """Start the service on 127.0.0.1:<free port>, replies to the client socket."""
+    """Start the service on 127.0.0.1:<free port>, replies to the client socket.
+
+    `db_url`: leases in that SQL database (schema created), else in `store` or in memory.
+    """
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     cport = client.getsockname()[1]
@@ -100,14 +109,15 @@ def loopback_service(
     cfg.update(settings)
     dhcp = DhcpSettings.model_validate(cfg)
     events = MemoryEventSink()
-    index = MachineIndex(MACHINES)
+    index = MachineIndex(MACHINES if machines is None else machines)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    engine = make_engine(db_url) if db_url is not None else None
     service = DhcpService(
         dhcp,
         http_base_url="http://127.0.0.1:8080",
-        engine_or_store=store if store is not None else MemoryLeaseStore(),
+        engine_or_store=engine or (store if store is not None else MemoryLeaseStore()),
         machines=lambda: index,
         events=events,
         options=TransportOptions(
@@ -118,11 +128,16 @@ def loopback_service(
             sync_interval_s=0,
         ),
     )
-    asyncio.run_coroutine_threadsafe(service.start(), loop).result(10)
     try:
+        if engine is not None:
+            asyncio.run_coroutine_threadsafe(create_schema(engine), loop).result(30)
+        asyncio.run_coroutine_threadsafe(service.start(), loop).result(10)
         yield Loopback(service, loop, port, client, events)
     finally:
         asyncio.run_coroutine_threadsafe(service.stop(), loop).result(10)
+        if engine is not None:
+            # The engine's connections belong to this loop: dispose of them on it.
+            asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

@@ -137,3 +137,41 @@ def test_dhclient_bound_reboot_release(lan: tuple[Segment, Path]) -> None:
     in_ns(seg.ns("c"), "dhclient", "-x", *files, "vc", timeout=30, check=False)
     counters = stop_server(server)
     assert counters["ack"] >= 2
+
+
+NO_POOL = "\n".join(line for line in SETTINGS.splitlines() if not line.startswith("pool"))
+UUID_OPT = "00" + "21000000" + "0000" + "0040" + "8000525400770021"  # option 97: type 0, GUID (LE fields)
+PXE = ["-V", "PXEClient:Arch:00007:UNDI:003000", "-x", "0x5d:0007", "-x", f"0x61:{UUID_OPT}"]
+# Each boot stage as a real busybox udhcpc, shaped like the software that runs it.
+STAGES = {
+    "firmware PXE (no 61)": ["-C", *PXE],
+    "iPXE (61 = 01+MAC)": [*PXE, "-x", "0x4d:69505845"],  # udhcpc's default 61 is 01+MAC
+    "OS (61 = ff+IAID+DUID)": ["-x", "0x3d:ff0000000100030001525400770021", "-x", "hostname:r1-n21"],
+}
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, NO_POOL], ids=["pool", "reservation-only"])
+def test_udhcpc_boot_stages_keep_the_reservation(lan: tuple[Segment, Path], settings: str) -> None:
+    """Issue 11: firmware -> iPXE -> OS -> reprovision -> firmware, real client, real socket."""
+    seg, tmp = lan
+    db = tmp / "leases.db"
+    machines = [{**MACHINES[0], "uuid": "00000021-0000-4000-8000-525400770021"}]
+    server = start_server(seg, "s", tmp, settings, machines, "--db-url", f"sqlite+aiosqlite:///{db}")
+    out = tmp / "udhcpc.log"
+    script = tmp / "udhcpc.sh"
+    script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "bound ip=$ip" >> {out}\nexit 0\n')
+    script.chmod(0o755)
+    try:
+        for step, stage in enumerate([*STAGES, "firmware PXE (no 61)", "iPXE (61 = 01+MAC)"], start=1):
+            # -n -q: one lease and exit without RELEASE, so the previous stage's lease is
+            # still bound when the next stage asks (as after a reboot).
+            args = ["busybox", "udhcpc", "-n", "-q", "-f", "-i", "vc", "-t", "4", "-T", "1"]
+            res = in_ns(seg.ns("c"), *args, "-s", str(script), *STAGES[stage], check=False, timeout=30)
+            bound = out.read_text().splitlines() if out.exists() else []
+            assert res.returncode == 0 and len(bound) == step, f"{stage}: no lease ({res.stderr[-500:]})"
+            assert bound[-1] == "bound ip=10.77.0.21", f"{stage}: {bound[-1]}"
+            assert db_row(db, "10.77.0.21") == (CLIENT_MAC, "bound")
+    finally:
+        counters = stop_server(server)
+    assert counters["ack"] == 5
+    assert counters.get("commit_conflict", 0) == 0

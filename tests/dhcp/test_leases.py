@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -153,3 +154,58 @@ async def test_slow_store_times_out_instead_of_acking_late() -> None:
         await committer.submit(lease("10.0.0.1", "02:00:00:00:00:01"))
     assert time.monotonic() - started < 2
     await committer.stop()
+
+
+MACHINE_MAC = "52:54:00:77:00:11"
+MAC_ID = "01" + MACHINE_MAC.replace(":", "")
+
+
+async def test_an_inventory_machine_is_one_binding_across_client_ids(sql_store: SqlLeaseStore) -> None:
+    """Issue 11: firmware (no 61), iPXE (01+MAC) and OS (its own 61) of one machine are one client.
+
+    Written by two instances in turn (scale-out): the database applies the same rule.
+    """
+    memory = MemoryLeaseStore()
+    stages = [
+        lease("10.0.0.11", MACHINE_MAC, machine="m1", instance="a"),  # firmware PXE
+        lease("10.0.0.11", MACHINE_MAC, client_id=MAC_ID, machine="m1", instance="b"),  # iPXE
+        lease("10.0.0.11", MACHINE_MAC, client_id="ff000000010003", machine="m1", instance="a"),  # OS
+        lease("10.0.0.11", MACHINE_MAC, machine="m1", instance="b"),  # reprovision: firmware again
+    ]
+    for stage in stages:
+        assert await sql_store.commit([stage], NOW) == [True], stage
+        assert await memory.commit([stage], NOW) == [True], stage
+    # Still one address for one client: another NIC of that machine, and a stranger sending
+    # the machine's own client identifier, both lose while the lease holds.
+    for intruder in (
+        lease("10.0.0.11", "52:54:00:77:00:f1", machine="m1", instance="b"),
+        lease("10.0.0.11", "02:00:00:00:00:99", client_id=MAC_ID, instance="b"),
+    ):
+        assert await sql_store.commit([intruder], NOW) == [False], intruder
+        assert await memory.commit([intruder], NOW) == [False], intruder
+    winner = await sql_store.fetch("10.0.0.11")
+    assert winner is not None and (winner.mac, winner.client_id) == (MACHINE_MAC, "")
+
+
+async def test_unknown_clients_keep_client_id_semantics(sql_store: SqlLeaseStore) -> None:
+    """RFC 2131 §4.2 / RFC 6842: without an inventory match, option 61 is the identity."""
+    memory = MemoryLeaseStore()
+    first = lease("10.0.0.20", MACHINE_MAC, client_id=MAC_ID)
+    cases = [
+        (first, True),
+        (lease("10.0.0.20", MACHINE_MAC, client_id="ff01"), False),  # same MAC, other client
+        (lease("10.0.0.20", MACHINE_MAC), False),  # same MAC without 61: another client too
+        (lease("10.0.0.20", "02:00:00:00:00:07", client_id=MAC_ID), True),  # same id, other NIC
+    ]
+    for row, expected in cases:
+        assert await sql_store.commit([row], NOW) == [expected], row
+        assert await memory.commit([row], NOW) == [expected], row
+
+
+def test_the_sql_rule_frees_exactly_the_states_the_book_frees() -> None:
+    """`binding.LEASE_UPSERT_WHERE` lists states as SQL text: keep it in step with `Lease.holds`."""
+    from provisioner.dhcp.binding import LEASE_UPSERT_WHERE
+
+    listed = set(re.findall(r"'(\w+)'", LEASE_UPSERT_WHERE.split("lease.state IN", 1)[1].split(")", 1)[0]))
+    free = {str(s) for s in LeaseState if not lease("10.0.0.1", "02:00:00:00:00:01", state=s).holds(NOW)}
+    assert listed == free

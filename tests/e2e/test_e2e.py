@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -191,16 +192,74 @@ def uefi_pxe(bios: LabStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def test_uefi_native_pxe_then_ipxe(uefi_pxe: LabStack) -> None:
+    vms = lab_machines(2)  # the stack's VMs (the inventory's third machine has none here)
     run = uefi_pxe.cli(
-        "provision", "lab-w1", "--wait", "--timeout", PROVISION_TIMEOUT, check=False, capture=True
+        "provision",
+        *(vm.name for vm in vms),
+        "--wait",
+        "--timeout",
+        PROVISION_TIMEOUT,
+        check=False,
+        capture=True,
     )
     assert run.returncode == 0, run.stdout[-3000:]
-    assert machines(uefi_pxe)["lab-w1"]["state"] == "Provisioned"
+    state = machines(uefi_pxe)
     # OVMF's own PXE client fetched snponly.efi over our TFTP before iPXE took over
     transfers = all_events(uefi_pxe, "tftp.transfer")
     assert any(
         "snponly.efi" in json.dumps(e["data"]) and e["data"].get("outcome") == "complete" for e in transfers
     ), transfers[-5:]
+    # Every machine ends on its inventory address, and so did every boot stage before it:
+    # firmware PXE (no option 61), iPXE (61 = 01+MAC) and the OS's udhcpc (its own 61).
+    for vm in vms:
+        assert state[vm.name]["state"] == "Provisioned", state[vm.name]
+        assert network_up(uefi_pxe, vm.name, vm.ip, vm.mac) >= 1
+        acked = [e["data"]["ip"] for e in events(uefi_pxe, vm.name) if e["kind"] == "dhcp.ack"]
+        assert len(acked) >= 3, acked  # firmware, iPXE, OS
+        assert set(acked) == {vm.ip}, acked
+        assert lease_row(uefi_pxe, vm.ip) == (vm.mac, "bound", "01" + vm.mac.replace(":", ""))
+
+
+def test_uefi_reprovision_holding_an_os_lease_gets_its_reservation(uefi_pxe: LabStack) -> None:
+    """The OS's lease (option 61 of its own) is bound; the firmware PXE must still get .11."""
+    vm = lab_machines(2)[1]
+    assert machines(uefi_pxe)[vm.name]["state"] == "Provisioned"
+    assert lease_row(uefi_pxe, vm.ip) == (vm.mac, "bound", "01" + vm.mac.replace(":", ""))
+    before_acks = len([e for e in events(uefi_pxe, vm.name) if e["kind"] == "dhcp.ack"])
+    before_boots = network_up(uefi_pxe, vm.name, vm.ip, vm.mac)
+    before_tftp = len(snponly_transfers(uefi_pxe))
+    run = uefi_pxe.cli(
+        "reprovision", vm.name, "--wait", "--timeout", PROVISION_TIMEOUT, check=False, capture=True
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert machines(uefi_pxe)[vm.name]["state"] == "Provisioned"
+    # it netbooted again through the firmware's PXE client, and every stage got .11
+    assert len(snponly_transfers(uefi_pxe)) > before_tftp
+    acked = [e["data"]["ip"] for e in events(uefi_pxe, vm.name) if e["kind"] == "dhcp.ack"]
+    assert len(acked) >= before_acks + 3, acked  # firmware, iPXE, OS once more
+    assert set(acked) == {vm.ip}, acked
+    assert network_up(uefi_pxe, vm.name, vm.ip, vm.mac) > before_boots
+    assert lease_row(uefi_pxe, vm.ip) == (vm.mac, "bound", "01" + vm.mac.replace(":", ""))
+
+
+def network_up(stack: LabStack, name: str, ip: str, mac: str) -> int:
+    """How often the lab agent (the OS) came up on `ip` with `mac`."""
+    return len(re.findall(rf"network up \S+ {re.escape(ip)} mac {re.escape(mac)}", serial(stack, name)))
+
+
+def lease_row(stack: LabStack, ip: str) -> tuple[str, str, str] | None:
+    """(mac, state, client id) of the daemon's lease row for `ip` (its SQLite database)."""
+    with sqlite3.connect(stack.state_dir / "provisioner" / "provisioner.db", timeout=10) as conn:
+        row = conn.execute("select mac, state, client_id from lease where ip = ?", (ip,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+
+def snponly_transfers(stack: LabStack) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in all_events(stack, "tftp.transfer")
+        if "snponly.efi" in json.dumps(e["data"]) and e["data"].get("outcome") == "complete"
+    ]
 
 
 def all_events(stack: LabStack, kind: str) -> list[dict[str, Any]]:
