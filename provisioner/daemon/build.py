@@ -32,6 +32,7 @@ from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
 from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
+from provisioner.store.leases import SqlLeaseStore
 from provisioner.store.repository import SqlStore
 from provisioner.talos.service import TrustdPart, make_config_renderer, make_trust_checker
 from provisioner.tftp.files import FileSource
@@ -59,8 +60,11 @@ class Part(Protocol):
 class DhcpPart:
     """The DHCP service and the recorder of unknown PXE clients, stopped together."""
 
-    def __init__(self, service: DhcpService, recorder: DiscoveryRecorder | None) -> None:
+    def __init__(
+        self, service: DhcpService, leases: SqlLeaseStore, recorder: DiscoveryRecorder | None
+    ) -> None:
         self.service = service
+        self._leases = leases
         self._recorder = recorder
 
     async def start(self) -> None:
@@ -68,8 +72,9 @@ class DhcpPart:
         await self.service.start()
 
     async def stop(self) -> None:
-        """Close the sockets, then wait for discovery writes in flight."""
+        """Close the sockets, flush lease writes, then wait for discovery writes in flight."""
         await self.service.stop()
+        await self._leases.close()
         if self._recorder is not None:
             await self._recorder.drain()
 
@@ -153,16 +158,17 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
     dhcp = None
     if settings.dhcp.mode != "off":
         recorder = DiscoveryRecorder(store) if settings.dhcp.unknown_machines != "ignore" else None
+        leases = SqlLeaseStore(store.engine)
         service = DhcpService(
             settings.dhcp,
             http_base_url=settings.http.base_url,
-            engine_or_store=store.engine,
+            leases=leases,
             machines=directory.current,
             events=events,
             discovered=recorder,
             options=TransportOptions(instance=name),
         )
-        dhcp = DhcpPart(service, recorder)
+        dhcp = DhcpPart(service, leases, recorder)
         counters["dhcp"] = service.counters
     reconciler = Reconciler(
         store,

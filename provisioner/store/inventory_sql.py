@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from provisioner.store.base import check_plain_fields
 from provisioner.store.records import InventorySnapshot, InventoryWrite, StoredBmc
 from provisioner.store.tables import BmcRow, ClusterRow, MachineRow, NicRow, event_row
 
@@ -88,6 +89,8 @@ async def apply_write(
     """Read the rows, ask `plan` what to write, write it (the caller owns the transaction)."""
     clusters, machines, nics, bmcs = await _rows(session)
     write = plan(_snapshot(clusters, machines, nics, bmcs))
+    for want in write.put_machines.values():
+        check_plain_fields(want)  # apply never touches lifecycle state
     for name, want in write.put_clusters.items():
         if (crow := clusters.get(name)) is None:
             session.add(ClusterRow(name=name, created_at=now, updated_at=now, **want))

@@ -223,6 +223,8 @@ class MemoryStore:
     ) -> InventoryWrite:
         """Plan on a snapshot, check uniqueness as the SQL constraints would, then write."""
         write = plan(await self.inventory_snapshot())
+        for want in write.put_machines.values():
+            check_plain_fields(want)  # apply never touches lifecycle state
         machines = dict(self._machines)
         for name in write.delete_machines:
             machines.pop(name, None)

@@ -73,3 +73,14 @@ def test_no_service_locator() -> None:
         if "services: dict[str, Any]" in p.read_text() or ".services[" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_only_the_store_touches_sql() -> None:
+    sql = ("sqlalchemy", "sqlmodel", "sqlite3", "aiosqlite", "asyncpg", "alembic")
+    users = {
+        _rel(p)
+        for p in _modules()
+        if not _rel(p).startswith("store/")
+        and any(m.split(".")[0] in sql for m, _, _ in _imported(ast.parse(p.read_text())))
+    }
+    assert users == set()
