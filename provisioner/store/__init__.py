@@ -4,6 +4,6 @@
 - `repository.SqlStore`: the SQL implementation (SQLAlchemy; SQLite or PostgreSQL), with
   `inventory_sql` (inventory snapshot and write), `tokens` (config tokens) and `assets`
   (asset sets) over the same database; `tables`, `db`, `migrate`, `migrations`: the schema.
-- `memory.MemoryStore` / `memory.BrokenStore`: behavioural fakes for unit tests.
+- `memory.MemoryStore` / `broken.BrokenStore`: behavioural fakes for unit tests.
 - `records`: the frozen values callers get; `crypto`: secrets at rest.
 """

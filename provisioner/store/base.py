@@ -1,9 +1,9 @@
 """`Store`: the narrow async interface every subsystem uses for machines, clusters, events.
 
-Implementations: `SqlStore` (provisioner/store/repository.py, the only code here that
-touches SQLAlchemy, on SQLite or PostgreSQL) and `MemoryStore` / `BrokenStore`
-(provisioner/store/memory.py) for unit tests. All three pass one contract suite
-(tests/store/test_store.py). Callers get frozen records, never rows. Each call is one
+Implementations: `SqlStore` (provisioner/store/repository.py, SQLAlchemy on SQLite or
+PostgreSQL) and, for unit tests, `MemoryStore` (memory.py) and `BrokenStore` (broken.py,
+every call raises). `MemoryStore` and `SqlStore` on SQLite and on PostgreSQL pass one
+contract suite (tests/store/test_store.py). Callers get frozen records, never rows. Each call is one
 transaction; a state change and its event row are written together.
 
 Subsystems should depend on the smallest Protocol that serves them, declared next to the

@@ -1,10 +1,9 @@
-"""Behavioural in-memory stores for unit tests: `MemoryStore` and `BrokenStore`.
+"""A behavioural in-memory store for unit tests: `MemoryStore` (see also broken.py).
 
 `MemoryStore` keeps the same rules as `SqlStore` (compare-and-set transitions with their
 event, claims that go stale, lease release, unique MACs/UUIDs/IPs through inventory apply,
 secrets sealed with a real key) and passes the same contract suite
-(tests/store/test_store.py). `BrokenStore` raises `StoreUnavailableError` from every call,
-to cover error paths (matchbox's `testfakes.BrokenStore`).
+(tests/store/test_store.py).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from provisioner.store.records import (
     StoredBmc,
 )
 
-__all__ = ["BrokenStore", "MemoryStore", "StoreUnavailableError"]
+__all__ = ["MemoryStore"]
 
 _MACHINE_INVENTORY = (
     "cluster",
@@ -45,10 +44,6 @@ _MACHINE_INVENTORY = (
     "spec",
 )
 _UNIQUE = ("uuid", "ip")
-
-
-class StoreUnavailableError(ConnectionError):
-    """What `BrokenStore` raises: the database is down."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -389,27 +384,6 @@ class MemoryStore:
         ]
 
 
-class BrokenStore:
-    """A `Store` whose every operation raises `StoreUnavailableError` (error paths)."""
-
-    def __init__(self, box: SecretBox | None = None) -> None:
-        self._box = box or SecretBox(secrets.token_bytes(32))
-
-    @property
-    def box(self) -> SecretBox:
-        """The key still works: only the database is down."""
-        return self._box
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        async def broken(*_args: object, **_kwargs: object) -> Any:  # noqa: ANN401
-            msg = f"store unavailable ({name})"
-            raise StoreUnavailableError(msg)
-
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return broken
-
-
-def _conforms(memory: MemoryStore, broken: BrokenStore) -> tuple[Store, Store]:
-    """Mypy checks here that both fakes are `Store`s."""
-    return memory, broken
+def _conforms(memory: MemoryStore) -> Store:
+    """Mypy checks here that the fake is a `Store`."""
+    return memory

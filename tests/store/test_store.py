@@ -15,8 +15,9 @@ from sqlalchemy import select
 from provisioner.events import Event, Severity, utcnow
 from provisioner.inventory import apply_inventory, load_inventory
 from provisioner.inventory.export import export_inventory
+from provisioner.store.broken import BrokenStore, StoreUnavailableError
 from provisioner.store.db import create_schema, make_engine
-from provisioner.store.memory import BrokenStore, MemoryStore, StoreUnavailableError
+from provisioner.store.memory import MemoryStore
 from provisioner.store.migrate import current_revision, upgrade
 from provisioner.store.repository import SqlStore, Store
 from provisioner.store.tables import LeaseRow
