@@ -68,8 +68,12 @@ class DhcpPart:
         self._recorder = recorder
 
     async def start(self) -> None:
-        """Load leases, open the sockets."""
-        await self.service.start()
+        """Load leases, open the sockets (on failure, the lease store is closed too)."""
+        try:
+            await self.service.start()
+        except BaseException:
+            await self._leases.close()
+            raise
 
     async def stop(self) -> None:
         """Close the sockets, flush lease writes, then wait for discovery writes in flight."""

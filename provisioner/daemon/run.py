@@ -1,8 +1,9 @@
 """Run the daemon: open the store, build the parts, start them in order, stop in reverse.
 
-`run_daemon(settings)` brings the schema up to date (as `provisioner db upgrade` would),
-builds every part (build.py), starts them in `Daemon.parts()` order, and waits for
-SIGINT/SIGTERM (or `stopping`). The parts are stopped in reverse order; the event writer,
+`run_daemon(settings)` prepares the state directory, brings the schema up to date (as
+`provisioner db upgrade` would; an unreachable database is one StartupError naming the
+setting), builds every part (build.py), starts them in `Daemon.parts()` order, and waits
+for SIGINT/SIGTERM (or `stopping`). The parts are stopped in reverse order; the event writer,
 started first, flushes last; then the store closes.
 """
 
@@ -17,6 +18,8 @@ from contextlib import AsyncExitStack
 from provisioner.daemon.build import Daemon, build_daemon
 from provisioner.events import Event, utcnow
 from provisioner.settings import Settings
+from provisioner.startup import prepare_state_dir
+from provisioner.store.db import database_error
 from provisioner.store.migrate import upgrade
 from provisioner.store.repository import SqlStore
 
@@ -32,14 +35,20 @@ async def run_daemon(
     stopping: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or until `stopping` is set)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore.open(settings.db_url, settings.state_dir)
+    prepare_state_dir(settings.state_dir)
+    try:
+        store = SqlStore.open(settings.db_url, settings.state_dir)
+    except Exception as exc:
+        raise database_error(settings.database_url, settings.db_url, exc) from exc
     stop = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await upgrade(store.engine)
+        try:
+            await upgrade(store.engine)
+        except Exception as exc:
+            raise database_error(settings.database_url, settings.db_url, exc) from exc
         daemon = build_daemon(settings, store)
         async with AsyncExitStack() as stack:
             for name, part in daemon.parts():

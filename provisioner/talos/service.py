@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from provisioner.reconciler import TrustVerdict
 from provisioner.settings import TrustdSettings
+from provisioner.startup import StartupError, check_tcp_bindable
 from provisioner.store.base import Store
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
@@ -80,7 +81,12 @@ class TrustdPart:
         clusters = await self._store.list_clusters()
         names = sorted({host, *(_endpoint_host(c.endpoint) for c in clusters)} - {"0.0.0.0", ""})
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
-        self.server = await start_trustd(host, port, resolver)
+        # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
+        check_tcp_bindable("trustd.listen", settings.listen, host, port)
+        try:
+            self.server = await start_trustd(host, port, resolver)
+        except RuntimeError as exc:
+            raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
 
     async def stop(self) -> None:
         """Stop listening (one second of grace for calls in flight)."""
