@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from provisioner.dhcp.discovery import DiscoveryRecorder
@@ -83,7 +84,7 @@ class DhcpPart:
             await self._recorder.drain()
 
 
-def _boot_script_provider(base_url: str) -> Callable[[str, str], bytes | None]:
+def _boot_script_provider(base_url: str, templates_dir: Path | None) -> Callable[[str, str], bytes | None]:
     """boot.ipxe over TFTP, for clients that fetch it there (rendered on first request)."""
     rendered: list[bytes] = []
 
@@ -91,7 +92,7 @@ def _boot_script_provider(base_url: str) -> Callable[[str, str], bytes | None]:
         if name.lstrip("/") != "boot.ipxe":
             return None
         if not rendered:
-            rendered.append(IpxeRenderer(base_url).boot().encode())
+            rendered.append(IpxeRenderer(base_url, templates_dir).boot().encode())
         return rendered[0]
 
     return provide
@@ -136,7 +137,7 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
     # Stable across restarts, so a restarted daemon resumes its own machines at once
     # (claims by another name wait until they are stale).
     name = instance or settings.dhcp.instance or socket.gethostname()
-    events = DatabaseEventSink(store)
+    events = DatabaseEventSink(store, settings=settings.events)
     directory = MachineDirectory(store)
     counters: dict[str, Callable[[], Mapping[str, int]]] = {"events": lambda: events.stats}
     power = PowerService(settings.power, events)
@@ -155,13 +156,17 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
     tftp = None
     if settings.tftp.enabled:
         source = FileSource.from_settings(
-            settings.tftp, provider=_boot_script_provider(settings.http.base_url)
+            settings.tftp, provider=_boot_script_provider(settings.http.base_url, settings.http.templates_dir)
         )
         tftp = TftpServer(settings.tftp, events, source)
         counters["tftp"] = tftp.counters
     dhcp = None
     if settings.dhcp.mode != "off":
-        recorder = DiscoveryRecorder(store) if settings.dhcp.unknown_machines != "ignore" else None
+        recorder = (
+            DiscoveryRecorder(store, events, limit=settings.events.max_discovered)
+            if settings.dhcp.unknown_machines != "ignore"
+            else None
+        )
         leases = SqlLeaseStore(store.engine)
         service = DhcpService(
             settings.dhcp,
@@ -193,7 +198,7 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
         web_runtime=web_runtime,
         power=power,
         machine_power=machine_power,
-        trustd=TrustdPart(settings.trustd, store),
+        trustd=TrustdPart(settings.trustd, store, directory.current, events),
         reconciler=reconciler,
         tftp=tftp,
         dhcp=dhcp,

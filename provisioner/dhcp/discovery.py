@@ -13,6 +13,7 @@ import logging
 from typing import Protocol
 
 from provisioner.dhcp.limits import DiscoveredMachine
+from provisioner.events import EventSink, discovered_event
 
 __all__ = ["ARCH_NAMES", "DiscoveredSink", "DiscoveryRecorder", "arch_name"]
 
@@ -47,31 +48,41 @@ class DiscoveredSink(Protocol):
         arch: str | None = None,
         vendor_class: str = "",
         source: str = "",
-    ) -> None:
-        """Upsert a Discovered machine."""
+        limit: int | None = None,
+    ) -> bool:
+        """Upsert a Discovered machine (the table capped at `limit`); True when it is new."""
         ...
 
 
 class DiscoveryRecorder:
     """The DHCP service's `discovered` callback."""
 
-    def __init__(self, store: DiscoveredSink) -> None:
+    def __init__(self, store: DiscoveredSink, events: EventSink, *, limit: int | None = None) -> None:
         self._store = store
+        self._events = events
+        self._limit = limit
         self._pending: set[asyncio.Task[None]] = set()
 
     def __call__(self, machine: DiscoveredMachine) -> None:
         """Record `machine` in the background."""
-        task = asyncio.create_task(
-            self._store.record_discovered(
-                machine.mac,
-                uuid=machine.uuid,
-                arch=arch_name(machine.arch),
-                vendor_class=machine.vendor_class,
-                source="dhcp",
-            )
-        )
+        task = asyncio.create_task(self._record(machine))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _record(self, machine: DiscoveredMachine) -> None:
+        arch = arch_name(machine.arch)
+        new = await self._store.record_discovered(
+            machine.mac,
+            uuid=machine.uuid,
+            arch=arch,
+            vendor_class=machine.vendor_class,
+            source="dhcp",
+            limit=self._limit,
+        )
+        if new:
+            # DHCP clients have no trustworthy source address (0.0.0.0, broadcast): one
+            # group for all of DHCP keeps a spoofed-MAC flood to a counter row.
+            self._events.emit(discovered_event(machine.mac, machine.uuid, arch, "dhcp", "dhcp"))
 
     async def drain(self) -> None:
         """Wait for the writes in flight (errors are logged, not raised)."""

@@ -157,6 +157,10 @@ class Store(Protocol):
         """Newest first; a `kind` ending in "." selects a family; page with `before_id`."""
         ...
 
+    async def prune_events(self, *, before: datetime, max_rows: int) -> int:
+        """Event retention: delete rows older than `before` and the oldest beyond `max_rows`."""
+        ...
+
     async def count_events(self) -> int:
         """How many events the log holds."""
         ...
@@ -171,8 +175,13 @@ class Store(Protocol):
         arch: str | None = None,
         vendor_class: str = "",
         source: str = "",
-    ) -> None:
-        """Upsert a Discovered machine (first/last seen, count)."""
+        limit: int | None = None,
+    ) -> bool:
+        """Upsert a Discovered machine (first/last seen, count); True when it is new.
+
+        The caller emits `machine.discovered`. With `limit`, a new row first evicts the
+        least recently seen rows beyond it.
+        """
         ...
 
     async def list_discovered(self) -> list[DiscoveredRecord]:

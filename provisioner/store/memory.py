@@ -61,6 +61,7 @@ class MemoryStore:
         self._clusters: dict[str, dict[str, Any]] = {}
         self._cluster_secrets: dict[str, bytes] = {}
         self._events: list[EventRecord] = []
+        self._next_id = 0
         self._discovered: dict[str, DiscoveredRecord] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         """Lease rows by address (the DHCP lease store writes them in SQL; tests put them here)."""
@@ -281,9 +282,10 @@ class MemoryStore:
     # -- events
 
     def _add_event(self, event: Event) -> None:
+        self._next_id += 1
         self._events.append(
             EventRecord(
-                id=len(self._events) + 1,
+                id=self._next_id,
                 at=event.at,
                 kind=event.kind,
                 machine=event.machine,
@@ -328,6 +330,14 @@ class MemoryStore:
                 break
         return out
 
+    async def prune_events(self, *, before: datetime, max_rows: int) -> int:
+        """Delete events older than `before` and the oldest beyond `max_rows`."""
+        kept = [e for e in self._events if _aware(e.at) >= _aware(before)]
+        kept = kept[-max_rows:] if max_rows > 0 else []
+        deleted = len(self._events) - len(kept)
+        self._events = kept
+        return deleted
+
     async def count_events(self) -> int:
         """How many events."""
         return len(self._events)
@@ -343,11 +353,19 @@ class MemoryStore:
         arch: str | None = None,
         vendor_class: str = "",
         source: str = "",
-    ) -> None:
-        """Upsert a discovered machine; the first sighting is an event."""
+        limit: int | None = None,
+    ) -> bool:
+        """Upsert a discovered machine; True when new (the caller emits the event).
+
+        With `limit`, a new row first evicts the least recently seen rows beyond it.
+        """
         now = utcnow()
         row = self._discovered.get(mac)
         if row is None:
+            if limit is not None:
+                by_age = sorted(self._discovered.values(), key=lambda r: r.last_seen)
+                for old in by_age[: max(0, len(by_age) - (limit - 1))]:
+                    del self._discovered[old.mac]
             self._discovered[mac] = DiscoveredRecord(
                 mac=mac,
                 uuid=uuid,
@@ -359,10 +377,7 @@ class MemoryStore:
                 first_seen=now,
                 last_seen=now,
             )
-            self._add_event(
-                Event(kind="machine.discovered", at=now, data={"mac": mac, "uuid": uuid, "arch": arch})
-            )
-            return
+            return True
         self._discovered[mac] = replace(
             row,
             last_seen=now,
@@ -371,6 +386,7 @@ class MemoryStore:
             serial=serial or row.serial,
             arch=arch or row.arch,
         )
+        return False
 
     async def list_discovered(self) -> list[DiscoveredRecord]:
         """Most recently seen first."""

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 
+from provisioner.events import Event, EventSink, Severity, utcnow
+from provisioner.matching import MachineIndex
 from provisioner.reconciler import TrustVerdict
 from provisioner.settings import TrustdSettings
 from provisioner.startup import StartupError, check_tcp_bindable
@@ -24,9 +26,9 @@ from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.trustcheck import check_trusted
-from provisioner.talos.trustd import StaticResolver, TrustdServer, start_trustd
+from provisioner.talos.trustd import SanGuard, StaticResolver, TrustdServer, foreign_addresses, start_trustd
 
-__all__ = ["TALOS_API_PORT", "TrustdPart", "make_config_renderer", "make_trust_checker"]
+__all__ = ["TALOS_API_PORT", "TrustdPart", "make_config_renderer", "make_trust_checker", "san_guard"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,17 @@ async def _bundles(store: Store) -> list[tuple[str, SecretsBundle]]:
 class TrustdPart:
     """trustd for the clusters with secrets (nothing runs without any); a daemon part."""
 
-    def __init__(self, settings: TrustdSettings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: TrustdSettings,
+        store: Store,
+        machines: Callable[[], MachineIndex],
+        events: EventSink,
+    ) -> None:
         self._settings = settings
         self._store = store
+        self._machines = machines
+        self._events = events
         self.server: TrustdServer | None = None
 
     async def start(self) -> None:
@@ -81,10 +91,14 @@ class TrustdPart:
         clusters = await self._store.list_clusters()
         names = sorted({host, *(_endpoint_host(c.endpoint) for c in clusters)} - {"0.0.0.0", ""})
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
+        # The cluster's own certSANs go into every machine's config (machine.certSANs), so
+        # every worker asks for them: the operator declared them, they are not foreign.
+        declared = {str(san) for c in clusters for san in c.spec.get("certSANs", ())}
         # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
         check_tcp_bindable("trustd.listen", settings.listen, host, port)
         try:
-            self.server = await start_trustd(host, port, resolver)
+            guard = san_guard(self._machines, self._events, declared)
+            self.server = await start_trustd(host, port, resolver, guard=guard)
         except RuntimeError as exc:
             raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
 
@@ -93,6 +107,28 @@ class TrustdPart:
         if self.server is not None:
             await self.server.stop(grace=1.0)
             self.server = None
+
+
+def san_guard(
+    machines: Callable[[], MachineIndex], events: EventSink, declared: Collection[str] = ()
+) -> SanGuard:
+    """Refuse SANs naming another inventory machine's address; record every decision.
+
+    `declared`: the clusters' own certSANs, which every machine's config carries.
+    """
+
+    def guard(peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
+        inventory = [m.ip for m in machines().all() if m.ip and m.ip not in declared]
+        foreign = foreign_addresses(ip_addresses, peer, inventory)
+        data = {"peer": peer, "dns_names": list(dns_names), "ip_addresses": list(ip_addresses)}
+        if foreign:
+            reason = "CSR names another machine's address: " + ", ".join(foreign)
+            events.emit(Event("trustd.refused", utcnow(), severity=Severity.ALERT, message=reason, data=data))
+            return reason
+        events.emit(Event("trustd.signed", utcnow(), message=f"certificate for {peer}", data=data))
+        return None
+
+    return guard
 
 
 def _endpoint_host(endpoint: str) -> str:

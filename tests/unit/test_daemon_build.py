@@ -25,6 +25,8 @@ async def test_build_wires_every_part_in_start_order(
 ) -> None:
     opened: list[object] = []
     monkeypatch.setattr(socket.socket, "bind", lambda *a: opened.append(a))
+    db = tmp_path / "never-opened.db"
+    size = db.stat().st_size if db.exists() else 0  # SqlStore.open may create it empty (0600)
     daemon = build_daemon(Settings(state_dir=tmp_path), sql, instance="test")
     assert [name for name, _ in daemon.parts()] == [
         "events",
@@ -37,7 +39,7 @@ async def test_build_wires_every_part_in_start_order(
         "reconciler",
     ]
     assert opened == []  # nothing bound
-    assert not (tmp_path / "never-opened.db").exists()  # nor connected
+    assert (db.stat().st_size if db.exists() else 0) == size == 0  # nor connected
     # the web layer and the reconciler share the one MachinePower; the web layer renders configs
     assert daemon.web_runtime.power is daemon.machine_power
     assert daemon.web_runtime.renderer is not None
