@@ -7,6 +7,7 @@ database itself (constraints, migrations) and run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,23 @@ async def test_discovered_upsert(contract_store: Store) -> None:
     )
     [row] = await store.list_discovered()
     assert row.seen_count == 2 and row.arch == "x86_64-efi" and row.uuid.endswith("99")  # type: ignore[union-attr]
+
+
+async def test_discovered_table_is_capped_and_new_rows_reported(contract_store: Store) -> None:
+    store = contract_store
+    macs = [f"52:54:00:99:01:{i:02x}" for i in range(5)]
+    assert [await store.record_discovered(mac, source="http", limit=3) for mac in macs] == [True] * 5
+    assert not await store.record_discovered(macs[-1], source="http", limit=3)  # seen again
+    assert sorted(r.mac for r in await store.list_discovered()) == macs[2:]
+
+
+async def test_prune_events_by_age_and_count(contract_store: Store) -> None:
+    store = contract_store
+    now = utcnow()
+    old = [Event(kind="old", at=now - timedelta(days=10)) for _ in range(3)]
+    await store.append_events([*old, *(Event(kind=f"new{i}", at=now) for i in range(5))])
+    assert await store.prune_events(before=now - timedelta(days=1), max_rows=3) == 5
+    assert [e.kind for e in await store.list_events()] == ["new4", "new3", "new2"]
 
 
 async def test_inventory_export_applies_with_no_changes(contract_store: Store, tmp_path: Path) -> None:
