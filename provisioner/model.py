@@ -12,6 +12,7 @@ import uuid as uuid_mod
 from dataclasses import dataclass, field
 
 __all__ = [
+    "Desired",
     "MachineState",
     "MachineSummary",
     "Role",
@@ -42,6 +43,15 @@ class MachineState(enum.StrEnum):
     PROVISIONED = "Provisioned"
     FAILED = "Failed"
     DEPROVISIONING = "Deprovisioning"
+
+
+class Desired(enum.StrEnum):
+    """What the operator asked for a machine (the reconciler moves it toward this)."""
+
+    NONE = "none"  # nothing asked, or a run gave up
+    PROVISIONED = "provisioned"
+    REPROVISION = "reprovision"  # deprovision, then provision again (one request)
+    DEPROVISIONED = "deprovisioned"
 
 
 _MAC_HEX = re.compile(r"[0-9a-f]{12}")

@@ -23,7 +23,6 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from provisioner.daemon import Runtime
 from provisioner.store.assets import AssetSets
 from provisioner.store.holds import WindowHolds
 from provisioner.store.tokens import ConfigTokens
@@ -31,7 +30,7 @@ from provisioner.tftp.files import FileSource
 from provisioner.web import assets, boot, config, firmware, health
 from provisioner.web.api import routes as api_routes
 from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api_token
-from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext
+from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext, WebRuntime
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 from provisioner.web.ui import UiDeps, mount_ui
@@ -131,12 +130,12 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 
 def create_app(
-    rt: Runtime,
+    rt: WebRuntime,
     *,
     api_token: str | None = None,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
-    """The machine-facing application (API token from state_dir/api-token by default)."""
+    """The machine-facing application over the web layer's ports (API token from state_dir/api-token)."""
     settings = rt.settings
     mimetypes.init()  # FileResponse consults it; load it now, not on the first download
     token = api_token if api_token is not None else load_or_create_api_token(settings.state_dir)
@@ -180,7 +179,7 @@ def create_api_app(machine_app: web.Application) -> web.Application:
             check_token=users.check,
             still_valid=users.still_valid,
             feed_source=sql_source(rt.store),
-            power=lambda: rt.services.get("power"),
+            power=lambda: rt.power,
             assets=context.assets,
             tokens=context.tokens,
             events=rt.events,

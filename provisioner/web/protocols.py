@@ -1,9 +1,9 @@
-"""The small interfaces the web layer calls in other services (registered in `rt.services`).
+"""The small interfaces (ports) the web layer calls in other parts (`WebRuntime` fields).
 
-- `rt.services["config_renderer"]`: a `ConfigRenderer`, registered by whoever builds Talos
-  machine configs. It returns the complete, validated config body for one machine.
-- `rt.services["power"]`: an object with `power_action` (see `PowerService`), registered by
-  the power subsystem. The API answers 503 while it is absent.
+- `WebRuntime.renderer`: a `ConfigRenderer` (provisioner/talos/service.py builds it). It
+  returns the complete, validated config body for one machine.
+- `WebRuntime.power`: an object with `power_action` (see `PowerService`; the daemon gives
+  `power.machines.MachinePower`). The API answers 503 while it is absent.
 """
 
 from __future__ import annotations

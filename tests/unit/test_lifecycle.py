@@ -58,7 +58,12 @@ def test_expected_table_size_and_key_rules() -> None:
     # a retry only leaves Failed
     assert [k for k in TRANSITIONS if k[1] == Signal.RETRY] == [(S.FAILED, Signal.RETRY)]
     assert not is_legal(S.NETBOOTING, Signal.PROVISION)  # no double start of a run
-    assert len(TRANSITIONS) == 22
+    # the web layer's "script fetched" only ever lands in Netbooting, and only from the
+    # states whose stage-two answer is an install script (web/policy.py)
+    fetched = {s for (s, sig) in TRANSITIONS if sig == Signal.SCRIPT_FETCHED}
+    assert fetched == {S.REGISTERED, S.POWERING_ON, S.NETBOOTING}
+    assert {TRANSITIONS[(s, Signal.SCRIPT_FETCHED)] for s in fetched} == {S.NETBOOTING}
+    assert len(TRANSITIONS) == 25
 
 
 def test_retry_backoff_is_bounded() -> None:

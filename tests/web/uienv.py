@@ -21,16 +21,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from provisioner.daemon import Runtime
+from provisioner.directory import MachineDirectory
 from provisioner.eventlog import DatabaseEventSink
 from provisioner.events import Event, utcnow
 from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
 from provisioner.settings import Settings
 from provisioner.store.db import create_schema
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore as Store
 from provisioner.store.tables import BmcRow, ClusterRow, MachineRow, NicRow
 from provisioner.web.app import create_app
+from provisioner.web.context import WebRuntime
 from provisioner.web.service import WebServer
 from provisioner.web.ui.app import UI, UI_APP
 
@@ -49,9 +50,10 @@ class UiServer:
     root: Path
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     base: str = ""
-    rt: Runtime | None = None
+    rt: WebRuntime | None = None
     _server: WebServer | None = None
     _power: PowerService | None = None
+    _machine_power: MachinePower | None = None
     _sink: DatabaseEventSink | None = None
     _thread: threading.Thread | None = None
 
@@ -82,13 +84,19 @@ class UiServer:
         )
         self._sink = DatabaseEventSink(store, interval=0.05)
         await self._sink.start()
-        rt = Runtime(
-            settings=settings, store=store, events=self._sink, instance="ui-test", stopping=asyncio.Event()
-        )
-        await rt.refresh_machines()
+        directory = MachineDirectory(store)
+        await directory.refresh()
         self._power = PowerService(settings.power, self._sink)
         await self._power.start()
-        rt.services["power"] = MachinePower(store, self._power, self._sink)
+        self._machine_power = MachinePower(store, self._power, self._sink)
+        rt = WebRuntime(
+            settings=settings,
+            store=store,
+            events=self._sink,
+            instance="ui-test",
+            machines=directory.current,
+            power=self._machine_power,
+        )
         self._server = WebServer(rt, app=create_app(rt, api_token=TOKEN), idle_timeout_s=3.0)
         await self._server.start()
         # Pages render from the console's in-memory copy: wait for its first load.
@@ -118,7 +126,8 @@ class UiServer:
     def power_status(self, name: str) -> str:
         """Ask the machine's (fake) BMC for its power state, through the power service."""
         assert self.rt is not None
-        result = self.call(self.rt.services["power"].power_action(name, "status"))
+        assert self._machine_power is not None
+        result = self.call(self._machine_power.power_action(name, "status"))
         return str(result["state"])
 
 
