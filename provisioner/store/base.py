@@ -26,6 +26,7 @@ from provisioner.store.records import (
     InventorySnapshot,
     InventoryWrite,
     MachineRecord,
+    TokenRecord,
 )
 
 __all__ = ["MAX_EVENT_PAGE", "STATE_FIELDS", "Store", "bmc_context", "check_plain_fields", "cluster_context"]
@@ -163,6 +164,28 @@ class Store(Protocol):
 
     async def count_events(self) -> int:
         """How many events the log holds."""
+        ...
+
+    # -- the console: its change feed and a machine's token history
+    async def machines_changed_since(
+        self, mark: datetime | None
+    ) -> tuple[list[MachineRecord], datetime | None]:
+        """Machines changed (any write) after `mark`, by name, and the new mark.
+
+        `None` starts a feed: no machines, and the mark of the newest change so far.
+        """
+        ...
+
+    async def events_after(self, last_id: int | None, *, limit: int = 500) -> tuple[list[EventRecord], int]:
+        """Up to `limit` events with an id after `last_id`, oldest first, and the new cursor.
+
+        `None` starts a feed: no events, and the newest id so far (0 for an empty log, so the
+        first events are not skipped).
+        """
+        ...
+
+    async def list_config_tokens(self, machine: str, *, limit: int = 10) -> list[TokenRecord]:
+        """A machine's config tokens, newest first (issued, expiry, used, revoked; no hashes)."""
         ...
 
     # -- discovered machines and leases

@@ -27,6 +27,7 @@ from provisioner.store.records import (
     InventoryWrite,
     MachineRecord,
     StoredBmc,
+    TokenRecord,
 )
 
 __all__ = ["MemoryStore"]
@@ -67,6 +68,8 @@ class MemoryStore:
         """Lease rows by address (the DHCP lease store writes them in SQL; tests put them here)."""
         self.revoked_tokens: set[str] = set()
         """Machines whose config tokens `release_machine` revoked."""
+        self.config_tokens: list[TokenRecord] = []
+        """Config tokens in issue order (ConfigTokens writes them in SQL; tests put them here)."""
 
     @property
     def box(self) -> SecretBox:
@@ -149,6 +152,9 @@ class MemoryStore:
                 lease["state"] = "released"
                 released += 1
         self.revoked_tokens.add(name)
+        self.config_tokens = [
+            replace(t, revoked=True) if t.machine == name else t for t in self.config_tokens
+        ]
         if event is not None:
             self._add_event(event)
         return released
@@ -341,6 +347,32 @@ class MemoryStore:
     async def count_events(self) -> int:
         """How many events."""
         return len(self._events)
+
+    # -- the console's change feed and token history
+
+    async def machines_changed_since(
+        self, mark: datetime | None
+    ) -> tuple[list[MachineRecord], datetime | None]:
+        """Machines updated after `mark`, by name, and the new mark; no mark: none, the newest."""
+        stamps = {n: _aware(t) for n, t in self._updated.items() if n in self._machines}
+        if mark is None:
+            return [], max(stamps.values(), default=None)
+        after = _aware(mark)
+        names = sorted(n for n, t in stamps.items() if t > after)
+        if not names:
+            return [], mark
+        return [self._machines[n] for n in names], max(stamps[n] for n in names)
+
+    async def events_after(self, last_id: int | None, *, limit: int = 500) -> tuple[list[EventRecord], int]:
+        """Events after `last_id`, oldest first, and the new cursor; no cursor: none, the newest id."""
+        if last_id is None:
+            return [], (self._events[-1].id if self._events else 0)
+        fresh = [e for e in self._events if e.id > last_id][: max(1, min(limit, MAX_EVENT_PAGE))]
+        return fresh, (fresh[-1].id if fresh else last_id)
+
+    async def list_config_tokens(self, machine: str, *, limit: int = 10) -> list[TokenRecord]:
+        """A machine's config tokens, newest first."""
+        return [t for t in reversed(self.config_tokens) if t.machine == machine][:limit]
 
     # -- discovered machines and leases
 

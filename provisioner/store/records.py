@@ -8,7 +8,7 @@ from typing import Any
 
 from provisioner.model import MachineState, MachineSummary, Role
 
-__all__ = ["BmcInfo", "ClusterRecord", "DiscoveredRecord", "EventRecord", "MachineRecord"]
+__all__ = ["BmcInfo", "ClusterRecord", "DiscoveredRecord", "EventRecord", "MachineRecord", "TokenRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,20 @@ class EventRecord:
     actor: str
     message: str
     data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A config token row as the guard and the console see it (never the token itself)."""
+
+    id: int
+    machine: str
+    issued_at: datetime
+    expires_at: datetime
+    issued_to: str
+    used_at: datetime | None
+    used_by: str
+    revoked: bool
 
 
 @dataclass(frozen=True, slots=True)

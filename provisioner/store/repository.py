@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from provisioner.events import Event, utcnow
 from provisioner.secretfile import private_dir
+from provisioner.store import console_sql
 from provisioner.store.base import MAX_EVENT_PAGE, Store, bmc_context, check_plain_fields, cluster_context
 from provisioner.store.crypto import SecretBox, load_or_create_key
 from provisioner.store.db import make_engine
@@ -32,6 +33,7 @@ from provisioner.store.records import (
     InventorySnapshot,
     InventoryWrite,
     MachineRecord,
+    TokenRecord,
 )
 from provisioner.store.tables import (
     BmcRow,
@@ -380,20 +382,27 @@ class SqlStore:
             query = query.where(col(EventRow.id) < before_id)
         query = query.limit(max(1, min(limit, MAX_EVENT_PAGE)))
         async with self.session() as session:
-            rows = (await session.execute(query)).scalars()
-            return [
-                EventRecord(
-                    id=r.id or 0,
-                    at=r.at,
-                    kind=r.kind,
-                    machine=r.machine,
-                    severity=r.severity,
-                    actor=r.actor,
-                    message=r.message,
-                    data=dict(r.data),
-                )
-                for r in rows
-            ]
+            return [console_sql.event_record(r) for r in (await session.execute(query)).scalars()]
+
+    # -- the console's change feed and token history (SQL in console_sql.py) ----------
+
+    async def machines_changed_since(
+        self, mark: datetime | None
+    ) -> tuple[list[MachineRecord], datetime | None]:
+        """Machines updated after `mark` (by name) and the new mark; no mark: none, the newest."""
+        async with self.session() as session:
+            names, newest = await console_sql.changed_names(session, mark)
+            return (await self._records(session, names) if names else []), newest
+
+    async def events_after(self, last_id: int | None, *, limit: int = 500) -> tuple[list[EventRecord], int]:
+        """Events after `last_id`, oldest first, and the new cursor; no cursor: none, the newest id."""
+        async with self.session() as session:
+            return await console_sql.events_after(session, last_id, max(1, min(limit, MAX_EVENT_PAGE)))
+
+    async def list_config_tokens(self, machine: str, *, limit: int = 10) -> list[TokenRecord]:
+        """A machine's config tokens, newest first (hashes never leave the database)."""
+        async with self.session() as session:
+            return await console_sql.machine_tokens(session, machine, limit)
 
     # -- discovered machines and leases -----------------------------------------------
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from provisioner.store.console_sql import token_record
+from provisioner.store.records import TokenRecord
 from provisioner.store.repository import SqlStore
 from provisioner.store.tables import ConfigTokenRow, LeaseRow
 
@@ -28,33 +29,6 @@ TOKEN_BYTES = 32  # 256 bits; docs/threats.md C4 asks for at least 128
 def hash_token(token: str) -> str:
     """The stored form of a token."""
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """A token row as the guard sees it (never the token itself)."""
-
-    id: int
-    machine: str
-    issued_at: datetime
-    expires_at: datetime
-    issued_to: str
-    used_at: datetime | None
-    used_by: str
-    revoked: bool
-
-
-def _record(row: ConfigTokenRow) -> TokenRecord:
-    return TokenRecord(
-        id=row.id or 0,
-        machine=row.machine,
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        issued_to=row.issued_to,
-        used_at=row.used_at,
-        used_by=row.used_by,
-        revoked=row.revoked,
-    )
 
 
 class ConfigTokens:
@@ -93,7 +67,7 @@ class ConfigTokens:
                     select(ConfigTokenRow).where(col(ConfigTokenRow.token_hash) == hash_token(token))
                 )
             ).scalar_one_or_none()
-            return None if row is None else _record(row)
+            return None if row is None else token_record(row)
 
     async def live(self, machine: str, *, now: datetime) -> TokenRecord | None:
         """The machine's newest token that is unused, unrevoked and unexpired, if any."""
@@ -109,7 +83,7 @@ class ConfigTokens:
                     .limit(1)
                 )
             ).scalar_one_or_none()
-            return None if row is None else _record(row)
+            return None if row is None else token_record(row)
 
     async def last_spent(self, machine: str) -> TokenRecord | None:
         """The machine's most recently spent token (whose config was served), if any."""
@@ -123,7 +97,7 @@ class ConfigTokens:
                     .limit(1)
                 )
             ).scalar_one_or_none()
-            return None if row is None else _record(row)
+            return None if row is None else token_record(row)
 
     async def spend(self, token_id: int, used_by: str, *, now: datetime) -> bool:
         """Mark a token used; False if it was already used or revoked (lost the race)."""

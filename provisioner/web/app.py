@@ -34,7 +34,7 @@ from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STAR
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 from provisioner.web.ui import UiDeps, mount_ui
-from provisioner.web.ui.feed import sql_source
+from provisioner.web.ui.feed import store_source
 from provisioner.web.ui.users import UserTokens
 
 __all__ = ["MAX_BODY", "create_api_app", "create_app", "redact"]
@@ -178,7 +178,7 @@ def create_api_app(machine_app: web.Application) -> web.Application:
             store=rt.store,
             check_token=users.check,
             still_valid=users.still_valid,
-            feed_source=sql_source(rt.store),
+            feed_source=store_source(rt.store),
             power=lambda: rt.power,
             assets=context.assets,
             tokens=context.tokens,

@@ -20,8 +20,9 @@ from provisioner.store.broken import BrokenStore, StoreUnavailableError
 from provisioner.store.db import create_schema, make_engine
 from provisioner.store.memory import MemoryStore
 from provisioner.store.migrate import current_revision, upgrade
+from provisioner.store.records import TokenRecord
 from provisioner.store.repository import SqlStore, Store
-from provisioner.store.tables import LeaseRow
+from provisioner.store.tables import ConfigTokenRow, LeaseRow
 
 INVENTORY = """
 kind: Cluster
@@ -85,6 +86,32 @@ async def put_lease(store: Store, ip: str, mac: str, state: str = "bound") -> No
     assert isinstance(store, SqlStore)
     async with store.session() as session:
         session.add(LeaseRow(ip=ip, mac=mac, state=state, expires_at=now, updated_at=now))
+
+
+async def put_token(store: Store, machine: str, issued_to: str, *, used_by: str = "") -> None:
+    """A config token row as ConfigTokens writes it (issued now, valid for an hour)."""
+    now = utcnow()
+    used_at = now if used_by else None
+    expires = now + timedelta(hours=1)
+    if isinstance(store, MemoryStore):
+        token_id = len(store.config_tokens) + 1
+        store.config_tokens.append(
+            TokenRecord(token_id, machine, now, expires, issued_to, used_at, used_by, revoked=False)
+        )
+        return
+    assert isinstance(store, SqlStore)
+    async with store.session() as session:
+        session.add(
+            ConfigTokenRow(
+                token_hash=f"{machine}-{issued_to}".ljust(64, "0"),
+                machine=machine,
+                issued_at=now,
+                expires_at=expires,
+                issued_to=issued_to,
+                used_at=used_at,
+                used_by=used_by,
+            )
+        )
 
 
 async def seed(store: Store, tmp_path: Path) -> None:
@@ -259,6 +286,71 @@ async def test_release_machine_releases_only_its_held_leases(contract_store: Sto
         "10.0.0.102": "expired",
         "10.0.0.103": "bound",
     }
+
+
+async def test_feed_reports_machines_changed_since_a_mark(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
+    assert await store.machines_changed_since(None) == ([], None)  # nothing yet: no mark
+    await seed(store, tmp_path)
+    changed, mark = await store.machines_changed_since(None)
+    assert changed == [] and mark is not None  # a new feed starts at the newest change
+    assert await store.machines_changed_since(mark) == ([], mark)
+    await store.update_machine("m2", desired="provisioned")
+    changed, after = await store.machines_changed_since(mark)
+    assert [m.name for m in changed] == ["m2"] and changed[0].desired == "provisioned"
+    assert after is not None and after > mark
+    ev = Event(kind="machine.transition", at=utcnow(), machine="m1")
+    assert await store.write_transition(
+        "m1", "PoweringOn", expect=["Registered"], reason="t", event=ev, fields={}
+    )
+    await store.update_machine("m2", attempts=2)
+    changed, last = await store.machines_changed_since(after)
+    assert [(m.name, m.state, m.attempts) for m in changed] == [
+        ("m1", "PoweringOn", 0),
+        ("m2", "Registered", 2),
+    ]
+    assert last is not None and last > after
+    assert await store.machines_changed_since(last) == ([], last)
+
+
+async def test_feed_reports_events_after_a_cursor(contract_store: Store) -> None:
+    store = contract_store
+    assert await store.events_after(None) == ([], 0)  # an empty log: the first events still come
+    await store.append_events([Event(kind="first", at=utcnow())])
+    first, _ = await store.events_after(0)
+    assert [e.kind for e in first] == ["first"]
+    await store.append_events([Event(kind="old", at=utcnow(), message=str(i)) for i in range(3)])
+    fresh, cursor = await store.events_after(None)
+    assert fresh == [] and cursor is not None  # a new feed starts after the newest event
+    assert await store.events_after(cursor) == ([], cursor)
+    await store.append_events(
+        [Event(kind="new", at=utcnow(), machine="m1", message=str(i)) for i in range(3)]
+    )
+    fresh, after = await store.events_after(cursor, limit=2)
+    assert [(e.kind, e.message, e.machine) for e in fresh] == [("new", "0", "m1"), ("new", "1", "m1")]
+    assert after == fresh[-1].id and fresh[0].id > cursor
+    rest, last = await store.events_after(after)
+    assert [e.message for e in rest] == ["2"] and last == rest[0].id
+    assert await store.events_after(last) == ([], last)
+
+
+async def test_config_tokens_newest_first_and_revoked_on_release(contract_store: Store) -> None:
+    store = contract_store
+    assert await store.list_config_tokens("m1") == []
+    await put_token(store, "m1", "10.0.0.1", used_by="10.0.0.11")
+    await put_token(store, "m2", "10.0.0.2")
+    await put_token(store, "m1", "10.0.0.3")
+    tokens = await store.list_config_tokens("m1")
+    assert [(t.machine, t.issued_to, t.used_by, t.revoked) for t in tokens] == [
+        ("m1", "10.0.0.3", "", False),
+        ("m1", "10.0.0.1", "10.0.0.11", False),
+    ]
+    assert tokens[0].used_at is None and tokens[1].used_at is not None
+    assert tokens[0].expires_at > tokens[0].issued_at
+    assert [t.issued_to for t in await store.list_config_tokens("m1", limit=1)] == ["10.0.0.3"]
+    await store.release_machine("m1", [])
+    assert [t.revoked for t in await store.list_config_tokens("m1")] == [True, True]
+    assert [t.revoked for t in await store.list_config_tokens("m2")] == [False]
 
 
 async def test_ping(contract_store: Store) -> None:

@@ -22,6 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from uienv import DOCS_IMG, TOKEN, UiServer, add_cluster, add_machines, add_run, browser, http
 
 from provisioner.events import utcnow
+from provisioner.lifecycle import Signal, move
 from provisioner.store.repository import Store
 
 pytestmark = pytest.mark.timeout(180)
@@ -109,7 +110,11 @@ def login(driver: Any, base: str, token: str = TOKEN) -> None:
     driver.delete_all_cookies()
     driver.get(base + "/ui/login")
     driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "login").click()
+    button = driver.find_element(By.ID, "login")
+    button.click()
+    # click() does not wait for the form's answer: without this, the next driver.get could
+    # leave before the session cookie is set and land on the login page.
+    WebDriverWait(driver, 10).until(ec.staleness_of(button))
 
 
 def row_state(driver: Any, name: str) -> str:
@@ -149,15 +154,20 @@ def test_login_and_logout(server: UiServer, driver: Any) -> None:
     assert driver.current_url == server.base + "/ui/login"  # the old session is gone server-side
 
 
+async def fail(store: Store, name: str, reason: str) -> bool:
+    """Move a machine to Failed as the lifecycle does (the one writer of machine states)."""
+    machine = await store.get_machine(name)
+    assert machine is not None
+    return await move(store, machine, Signal.FAILED, reason, now=utcnow())
+
+
 def test_state_change_shows_on_open_rack_within_2s(server: UiServer, driver: Any) -> None:
     login(driver, server.base)
     WebDriverWait(driver, 5).until(ec.presence_of_element_located((By.ID, "rack")))
     WebDriverWait(driver, 5).until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
     assert row_state(driver, "r1-n06") == "Netbooting"
     failed_before = int(driver.find_element(By.CSS_SELECTOR, '[data-count="Failed"]').text)
-    moved = server.call(
-        server.store.transition("r1-n06", "Failed", reason="trustd refused the CSR", expect=["Netbooting"])
-    )
+    moved = server.call(fail(server.store, "r1-n06", "trustd refused the CSR"))
     assert moved
     started = time.monotonic()
     WebDriverWait(driver, 2, poll_frequency=0.05).until(lambda d: row_state(d, "r1-n06") == "Failed")
@@ -283,7 +293,7 @@ def test_rack_of_5000_under_budget(tmp_path: Path, driver: Any) -> None:
         # Updates stay incremental: one changed machine updates its row on the open page.
         driver.get(server.base + "/ui/")
         WebDriverWait(driver, 30).until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
-        assert server.call(server.store.transition("m04999", "Failed", reason="disk not found"))
+        assert server.call(fail(server.store, "m04999", "disk not found"))
         WebDriverWait(driver, 2, poll_frequency=0.05).until(lambda d: row_state(d, "m04999") == "Failed")
     finally:
         server.stop()

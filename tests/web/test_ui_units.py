@@ -14,9 +14,9 @@ import yaml
 from uienv import TOKEN, UiServer, add_machines, http
 from webenv import Env
 
-from provisioner.store.records import MachineRecord
+from provisioner.store.records import MachineRecord, TokenRecord
 from provisioner.web.ui.feed import Message
-from provisioner.web.ui.pages import inventory_yaml
+from provisioner.web.ui.pages import inventory_yaml, token_status
 from provisioner.web.ui.rows import RowCache
 from provisioner.web.ui.session import Sessions, csrf_ok
 from provisioner.web.ui.timeline import BAR_WIDTH, END_MARK, Transition, human, runs
@@ -133,6 +133,20 @@ def test_inventory_yaml_for_discovered() -> None:
     doc = yaml.safe_load(text)
     assert doc["macs"] == ["52:54:00:aa:bb:cc"]
     assert doc["uuid"] == "11111111-2222-3333-4444-555555555501"
+
+
+def test_token_status_revoked_used_expired_valid() -> None:
+    def token(*, expires: float = 60, used: bool = False, revoked: bool = False) -> TokenRecord:
+        return TokenRecord(1, "m1", T0, at(expires), "10.0.0.1", at(1) if used else None, "", revoked)
+
+    # naive database times are UTC
+    naive = TokenRecord(1, "m1", T0, at(60).replace(tzinfo=None), "", None, "", revoked=False)
+    assert token_status(naive, at(59)) == "valid"
+    assert token_status(naive, at(60)) == "expired"
+    assert token_status(token(), at(59)) == "valid"
+    assert token_status(token(used=True), at(59)) == "used"
+    assert token_status(token(used=True, revoked=True), at(59)) == "revoked"
+    assert token_status(token(), at(61)) == "expired"
 
 
 def test_overflowing_subscriber_is_told_to_resync() -> None:

@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from provisioner.events import Severity
+from provisioner.events import Event, Severity, utcnow
 from provisioner.power.base import PowerFailedError
 from provisioner.web.api.common import NAME_RE
-from provisioner.web.ui.app import SESSION, UI
 from provisioner.web.ui.session import CSRF_HEADER, csrf_ok
+from provisioner.web.ui.state import SESSION, UI
 
 __all__ = ["ACTIONS", "routes"]
 
@@ -97,8 +97,6 @@ async def _power(request: web.Request, name: str, action: str) -> tuple[bool, st
 async def _desired(request: web.Request, name: str, action: str) -> tuple[bool, str]:
     ui = request.app[UI]
     desired = DESIRED[action]
-    from provisioner.events import Event, utcnow
-
     event = Event(
         kind="api.change",
         at=utcnow(),

@@ -4,7 +4,7 @@ The rack page renders from this copy (no SQL per page view, so 5,000 machines re
 well under the 300 ms budget), and every change is pushed to the open pages as
 Server-Sent Events. Changes are found two ways, both cheap indexed queries every
 `interval` seconds: machine rows whose `updated_at` moved (every state change and field
-update sets it, provisioner/store/repository.py), and event rows after the last id seen
+update sets it; the queries are in provisioner/store/console_sql.py), and event rows after the last id seen
 (live event lists, last power state). A full reload every `resync_s` catches deletions.
 Another daemon instance on the same database is seen the same way.
 """
@@ -20,9 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from provisioner.events import utcnow
+from provisioner.store.base import Store
 from provisioner.store.records import EventRecord, MachineRecord
 
-__all__ = ["ChangeFeed", "FeedSource", "Message", "sql_source"]
+__all__ = ["ChangeFeed", "FeedSource", "Message", "store_source"]
 
 log = logging.getLogger(__name__)
 
@@ -47,62 +48,13 @@ class FeedSource:
     events_after: Callable[[int | None], Awaitable[tuple[Sequence[EventRecord], int | None]]]
 
 
-def sql_source(store: Any) -> FeedSource:  # noqa: ANN401 - the SQL Store (sessions + list_machines)
-    """A FeedSource over the SQL store's tables."""
-    from sqlalchemy import func, select
-    from sqlmodel import col
-
-    from provisioner.store.tables import EventRow, MachineRow
-
-    async def changed_since(mark: datetime | None) -> tuple[Sequence[MachineRecord], datetime | None]:
-        async with store.session() as session:
-            if mark is None:
-                newest = (await session.execute(select(func.max(MachineRow.updated_at)))).scalar_one()
-                return [], newest
-            rows = (
-                await session.execute(
-                    select(col(MachineRow.name), col(MachineRow.updated_at)).where(
-                        col(MachineRow.updated_at) > mark
-                    )
-                )
-            ).all()
-        if not rows:
-            return [], mark
-        newest = max(r[1] for r in rows)
-        if len(rows) > 100:  # a bulk change: one query for all beats a hundred
-            wanted = {r[0] for r in rows}
-            return [m for m in await store.list_machines() if m.name in wanted], newest
-        found = [await store.get_machine(r[0]) for r in rows]
-        return [m for m in found if m is not None], newest
-
-    async def events_after(last: int | None) -> tuple[Sequence[EventRecord], int | None]:
-        if last is None:
-            async with store.session() as session:
-                return [], (await session.execute(select(func.max(EventRow.id)))).scalar_one()
-        async with store.session() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(EventRow).where(col(EventRow.id) > last).order_by(col(EventRow.id)).limit(500)
-                    )
-                ).scalars()
-            )
-        fresh = [
-            EventRecord(
-                id=r.id or 0,
-                at=r.at,
-                kind=r.kind,
-                machine=r.machine,
-                severity=r.severity,
-                actor=r.actor,
-                message=r.message,
-                data=dict(r.data),
-            )
-            for r in rows
-        ]
-        return fresh, (fresh[-1].id if fresh else last)
-
-    return FeedSource(load_all=store.list_machines, changed_since=changed_since, events_after=events_after)
+def store_source(store: Store) -> FeedSource:
+    """A FeedSource over a store's feed operations (indexed queries in SQL, store/console_sql.py)."""
+    return FeedSource(
+        load_all=store.list_machines,
+        changed_since=store.machines_changed_since,
+        events_after=store.events_after,
+    )
 
 
 POWER_AFTER = {"on": "on", "off": "off", "cycle": "on", "reset": "on"}

@@ -12,12 +12,15 @@ from aiohttp import web
 from markupsafe import Markup
 
 from provisioner.model import MachineState
-from provisioner.web.ui.app import SESSION, UI, UiState
+from provisioner.store.records import TokenRecord
+from provisioner.talos.repository import StoreSecretsRepository
+from provisioner.talos.talosconfig import generate_talosconfig
 from provisioner.web.ui.feed import iso, now_utc
 from provisioner.web.ui.session import COOKIE, LOGIN_COOKIE, csrf_ok, set_cookie
+from provisioner.web.ui.state import SESSION, UI, UiState
 from provisioner.web.ui.timeline import Transition, runs
 
-__all__ = ["render", "routes"]
+__all__ = ["render", "routes", "token_status"]
 
 STATES = tuple(s.value for s in MachineState)
 LOGIN_TTL_S = 600
@@ -158,46 +161,30 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def token_status(token: TokenRecord, now: datetime) -> str:
+    """What the machine page says of a config token: revoked, used, expired or valid."""
+    if token.revoked:
+        return "revoked"
+    if token.used_at is not None:
+        return "used"
+    if _aware(token.expires_at) <= now:
+        return "expired"
+    return "valid"
+
+
 async def _tokens(ui: UiState, name: str) -> list[dict[str, Any]]:
     """The machine's config tokens (hashes never shown): issued, expiry, used, revoked."""
-    store = ui.deps.store
-    if not hasattr(store, "session"):
-        return []
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from provisioner.store.tables import ConfigTokenRow
-
-    async with store.session() as session:
-        rows = (
-            await session.execute(
-                select(ConfigTokenRow)
-                .where(col(ConfigTokenRow.machine) == name)
-                .order_by(col(ConfigTokenRow.id).desc())
-                .limit(10)
-            )
-        ).scalars()
-        now = now_utc()
-        out = []
-        for r in rows:
-            if r.revoked:
-                status = "revoked"
-            elif r.used_at is not None:
-                status = "used"
-            elif _aware(r.expires_at) <= now:
-                status = "expired"
-            else:
-                status = "valid"
-            out.append(
-                {
-                    "issued_at": iso(r.issued_at),
-                    "expires_at": iso(r.expires_at),
-                    "issued_to": r.issued_to,
-                    "used_by": r.used_by,
-                    "status": status,
-                }
-            )
-        return out
+    now = now_utc()
+    return [
+        {
+            "issued_at": iso(t.issued_at),
+            "expires_at": iso(t.expires_at),
+            "issued_to": t.issued_to,
+            "used_by": t.used_by,
+            "status": token_status(t, now),
+        }
+        for t in await ui.deps.store.list_config_tokens(name, limit=10)
+    ]
 
 
 async def clusters(request: web.Request) -> web.Response:
@@ -217,9 +204,6 @@ async def talosconfig(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="admins only")
     ui = state(request)
     name = request.match_info["name"]
-    from provisioner.talos.repository import StoreSecretsRepository
-    from provisioner.talos.talosconfig import generate_talosconfig
-
     bundle = await StoreSecretsRepository(ui.deps.store).get(name)
     if bundle is None:
         raise web.HTTPNotFound(text="no secrets for this cluster yet")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from provisioner.templating import packaged_templates
-from provisioner.web.ui.app import UI
+from provisioner.web.ui.state import UI
 
 __all__ = ["STATIC", "routes"]
 

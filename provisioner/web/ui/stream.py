@@ -13,7 +13,7 @@ import json
 
 from aiohttp import web
 
-from provisioner.web.ui.app import UI
+from provisioner.web.ui.state import UI
 
 __all__ = ["routes"]
 
