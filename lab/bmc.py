@@ -6,7 +6,7 @@ The boot device (IPMI "Set System Boot Options" parameter 5) is remembered with 
 persistent/once flag and becomes QEMU's ``-boot`` at the next power on (``once=`` for a
 one-time override, which QEMU itself drops after the first boot, as firmware does).
 
-Cipher fix (LAB.md snag): pyghmi's server forces cipher suite 3 (HMAC-SHA1, HMAC-SHA1-96,
+Cipher fix (the snag in docs/testing.md): pyghmi's server forces cipher suite 3 (HMAC-SHA1, HMAC-SHA1-96,
 AES-CBC-128) whatever the client proposed, so a client proposing SHA-256 (pyghmi's own
 client does, first) gets a SHA-1 RAKP2 and fails. ``LabServerSession`` instead answers a
 proposal it does not support with RMCP+ status 0x11 "no cipher suite match" (IPMI 2.0
