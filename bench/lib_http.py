@@ -87,7 +87,10 @@ def cpu_seconds(pid: int) -> float:
 def nginx_conf(work: Path, assets: Path) -> Path:
     conf = work / "nginx.conf"
     conf.write_text(
-        f"""worker_processes 2;
+        # Workers as root: our server keeps its state directory owner-only (issue 14,
+        # re-applied whenever the store opens), and nginx serves the same state/assets.
+        f"""user root;
+worker_processes 2;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 daemon off;
