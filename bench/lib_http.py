@@ -139,7 +139,7 @@ TESTS = (
 def drive(runs: int, clients: int) -> int:
     ensure_tools({"nginx": "nginx-light", "curl": "curl"})
     work = Path(tempfile.mkdtemp(prefix="pv-bench-http-"))
-    work.chmod(0o755)  # nginx workers run unprivileged and must read the assets
+    work.chmod(0o755)  # readable by anyone: a scratch directory of test data
     try:
         state = work / "state"
         state.mkdir()
