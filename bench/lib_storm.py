@@ -224,6 +224,9 @@ def simulator(ns: str, plan: dict[str, Any], work: Path) -> Iterator[Path]:
 def add_addresses(ns: str, iface: str, machines: list[dict[str, Any]]) -> None:
     """Every machine's own address on the client side (ip -batch: one process for all)."""
     batch = "".join(f"addr add {m['ip']}/16 dev {iface}\n" for m in machines)
+    # The directly attached clients broadcast to 255.255.255.255: with no default route in
+    # the namespace that needs a route of its own (firmware sends it on its only NIC).
+    batch += f"route add 255.255.255.255/32 dev {iface}\n"
     subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)  # noqa: S607
 
 
@@ -300,6 +303,8 @@ def _run_ours(opts: Options, work: Path) -> Outcome:
             for m in listed:
                 states[m["state"]] = states.get(m["state"], 0) + 1
             outcome.states = states
+            if Path(f"{sim_out}.failed").exists():
+                break  # a machine failed at some stage in the simulator: it will not come
             if states.get("Provisioned", 0) == opts.machines or states.get("Failed", 0):
                 if states.get("Provisioned", 0) == opts.machines:
                     outcome.time_to_provisioned = time.monotonic() - t0

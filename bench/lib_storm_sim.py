@@ -99,6 +99,8 @@ class Rack:
             await self.http_stages(m, ack.bootfile)
         except Exception as err:  # noqa: BLE001 - every failure is recorded by stage
             self.failures[name] = f"{stage}: {type(err).__name__}: {err}"[:300]
+            with Path(self.plan["out"] + ".failed").open("a") as fh:
+                fh.write(f"{name} {self.failures[name]}\n")
         finally:
             self.finished += 1
             if not self.plan["bmc"] and self.finished == len(self.machines):
@@ -251,6 +253,7 @@ class Rack:
 
 async def main(plan_path: str, out_path: str) -> None:
     plan = json.loads(Path(plan_path).read_text())
+    plan["out"] = out_path
     rack = Rack(plan)
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: rack.relay, local_addr=(RELAY_IP, 67))
