@@ -28,7 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 HTTP_PORT = 8080
 TRUSTD_PORT = 50001
 BMC_PORT = 8000
-STAGES = ("firmware", "dhcp", "tftp", "dhcp_ipxe", "scripts", "assets", "config", "trustd", "serving", "trust_check")
+STAGES = (
+    "firmware",
+    "dhcp",
+    "tftp",
+    "dhcp_ipxe",
+    "scripts",
+    "assets",
+    "config",
+    "trustd",
+    "serving",
+    "trust_check",
+)
 
 
 @dataclass
@@ -75,10 +86,11 @@ def plan_machines(n: int, direct_share: float) -> list[dict[str, Any]]:
 
 
 def write_inventory(path: Path, machines: list[dict[str, Any]]) -> None:
-    docs = [
+    cluster = (
         "kind: Cluster\nname: storm\ntalosVersion: v1.13.0\nkubernetesVersion: 1.33.0\n"
         f"endpoint: https://{machines[0]['ip']}:6443\nassetSet: storm\ninstallDisk: /dev/sda\n"
-    ]
+    )
+    docs = [cluster]
     for m in machines:
         role = "controlplane" if m["index"] == 0 else "worker"
         docs.append(
@@ -157,7 +169,7 @@ class Daemon:
     def start(self) -> None:
         with self.log.open("ab") as log:
             argv = ["ip", "netns", "exec", self.ns, self.exe, "serve", "--config", str(self.settings)]
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)  # noqa: S603
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -200,8 +212,17 @@ def simulator(ns: str, plan: dict[str, Any], work: Path) -> Iterator[Path]:
     plan_path, out = work / "plan.json", work / "sim.json"
     plan_path.write_text(json.dumps(plan))
     log = (work / "sim.log").open("ab")
-    argv = ["ip", "netns", "exec", ns, sys.executable, str(REPO / "bench" / "lib_storm_sim.py"), str(plan_path), str(out)]
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO)  # noqa: S603
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        sys.executable,
+        str(REPO / "bench" / "lib_storm_sim.py"),
+        str(plan_path),
+        str(out),
+    ]
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO)
     try:
         deadline = time.monotonic() + 30
         while not Path(str(out) + ".ready").exists():
@@ -227,7 +248,7 @@ def add_addresses(ns: str, iface: str, machines: list[dict[str, Any]]) -> None:
     # The directly attached clients broadcast to 255.255.255.255: with no default route in
     # the namespace that needs a route of its own (firmware sends it on its only NIC).
     batch += f"route add 255.255.255.255/32 dev {iface}\n"
-    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)  # noqa: S607
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
 
 
 def client_iface(ns: str) -> str:
@@ -277,7 +298,9 @@ def _run_ours(opts: Options, work: Path) -> Outcome:
         write_inventory(inventory, machines)
         kernel, initramfs = make_assets(work / "assets", opts.asset_mib)
         daemon.cli("inventory", "apply", str(inventory))
-        daemon.cli("assets", "import", "storm", "--replace", "--kernel", str(kernel), "--initramfs", str(initramfs))
+        daemon.cli(
+            "assets", "import", "storm", "--replace", "--kernel", str(kernel), "--initramfs", str(initramfs)
+        )
         daemon.cli("cluster", "secrets", "storm")
         plan = {"server": SERVER_IP, "machines": machines, "bmc": True, "bmc_port": BMC_PORT,
                 "firmware_delay": list(opts.firmware_delay), "trustd": f"{SERVER_IP}:{TRUSTD_PORT}"}  # fmt: skip
@@ -287,8 +310,8 @@ def _run_ours(opts: Options, work: Path) -> Outcome:
         profiler = None
         if opts.profile is not None:
             assert daemon.proc is not None
-            profiler = subprocess.Popen(  # noqa: S603
-                ["py-spy", "record", "-p", str(daemon.proc.pid), "-o", str(opts.profile), "-r", "50", "--nonblocking"],  # noqa: S607
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(daemon.proc.pid), "-o", str(opts.profile), "-r", "50", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         outcome = Outcome(machines=opts.machines)
@@ -303,8 +326,12 @@ def _run_ours(opts: Options, work: Path) -> Outcome:
             for m in listed:
                 states[m["state"]] = states.get(m["state"], 0) + 1
             outcome.states = states
-            if Path(f"{sim_out}.failed").exists():
-                break  # a machine failed at some stage in the simulator: it will not come
+            failed = Path(f"{sim_out}.failed")
+            if (
+                failed.exists()
+                and len(failed.read_text().splitlines()) + states.get("Provisioned", 0) >= opts.machines
+            ):
+                break  # every machine either made it or failed in the simulator: no more will come
             if states.get("Provisioned", 0) == opts.machines or states.get("Failed", 0):
                 if states.get("Provisioned", 0) == opts.machines:
                     outcome.time_to_provisioned = time.monotonic() - t0

@@ -17,7 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lib_storm import HTTP_PORT, Options, Outcome, add_addresses, client_iface, collect, make_assets, plan_machines, simulator
+from lib_storm import (
+    HTTP_PORT,
+    Options,
+    Outcome,
+    add_addresses,
+    client_iface,
+    collect,
+    make_assets,
+    plan_machines,
+    simulator,
+)
 from lib_topology import SERVER_IP, ensure_tools, namespaces
 
 BASE = f"http://{SERVER_IP}:{HTTP_PORT}"
@@ -41,7 +51,8 @@ def write_www(www: Path, machines: list[dict[str, Any]], kernel: Path, initramfs
             f"initrd {BASE}/assets/initramfs\nboot\n"
         )
         (www / "c" / f"{key}.yaml").write_text(
-            f"version: v1alpha1\nmachine:\n  type: worker\n  network:\n    hostname: {m['name']}\n" + PADDING * 250
+            f"version: v1alpha1\nmachine:\n  type: worker\n  network:\n    hostname: {m['name']}\n"
+            + PADDING * 250
         )
 
 
@@ -85,7 +96,12 @@ def run_floor(opts: Options) -> Outcome:
     """The same storm against dnsmasq + nginx; every namespace and process removed after."""
     ensure_tools({"dnsmasq": "dnsmasq", "nginx": "nginx-light"})
     keep = os.environ.get("STORM_FLOOR_KEEP")
-    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="pv-storm-floor-")) as tmp, contextlib.ExitStack() as stack:
+    with (
+        (
+            contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="pv-storm-floor-")
+        ) as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         work = Path(tmp)
         os.chmod(work, 0o755)  # noqa: PTH101 - nginx workers read as another user
         srv, cli = stack.enter_context(namespaces("stormf"))
@@ -98,11 +114,16 @@ def run_floor(opts: Options) -> Outcome:
         for name, argv in (("nginx", ["nginx", "-c", str(nginx_conf(work, www)), "-p", str(work)]),
                            ("dnsmasq", dnsmasq_argv(work, client_iface(srv), machines))):  # fmt: skip
             log = stack.enter_context((work / f"{name}.log").open("ab"))
-            proc = subprocess.Popen(["ip", "netns", "exec", srv, *argv], stdout=log, stderr=log)  # noqa: S603, S607
+            proc = subprocess.Popen(["ip", "netns", "exec", srv, *argv], stdout=log, stderr=log)
             procs.append(proc)
             stack.callback(_stop, proc)
         time.sleep(1.0)
-        plan = {"server": SERVER_IP, "machines": machines, "bmc": False, "firmware_delay": list(opts.firmware_delay)}
+        plan = {
+            "server": SERVER_IP,
+            "machines": machines,
+            "bmc": False,
+            "firmware_delay": list(opts.firmware_delay),
+        }
         t0 = time.monotonic()
         with simulator(cli, plan, work) as out:
             deadline = t0 + opts.timeout_s

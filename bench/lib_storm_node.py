@@ -32,7 +32,9 @@ async def certificate(config: bytes, m: dict[str, Any], trustd: str) -> tuple[by
     machine = next((d.get("machine") for d in docs if "machine" in d), None) or {}
     ca = machine.get("ca") or {}
     key = ec.generate_private_key(ec.SECP256R1())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     if not ca.get("crt"):
         return None, key_pem, "none"
     kind = machine.get("type", "worker")
@@ -63,6 +65,10 @@ async def certificate(config: bytes, m: dict[str, Any], trustd: str) -> tuple[by
     csr_pem = csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
     creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
     async with grpc.aio.secure_channel(trustd, creds) as channel:
-        method = channel.unary_unary(METHOD, request_serializer=encode_request, response_deserializer=decode_response)
-        response = await method(CertificateRequest(csr_pem), metadata=(("token", machine["token"]),), timeout=60)
+        method = channel.unary_unary(
+            METHOD, request_serializer=encode_request, response_deserializer=decode_response
+        )
+        response = await method(
+            CertificateRequest(csr_pem), metadata=(("token", machine["token"]),), timeout=60
+        )
     return response.crt, key_pem, "trustd"

@@ -32,8 +32,8 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib_storm_node import certificate  # noqa: E402
-from lib_storm_wire import DhcpPort, dora, tftp_get  # noqa: E402
+from lib_storm_node import certificate
+from lib_storm_wire import DhcpPort, dora, tftp_get
 
 RELAY_IP = "10.88.0.2"
 
@@ -48,7 +48,14 @@ class Rack:
         self.power = dict.fromkeys(self.machines, "Off")
         self.stages: dict[str, dict[str, float]] = {n: {} for n in self.machines}
         self.failures: dict[str, str] = {}
-        self.requests: dict[str, int] = {"redfish": 0, "dhcp": 0, "tftp": 0, "http": 0, "trustd": 0, "trust_check": 0}
+        self.requests: dict[str, int] = {
+            "redfish": 0,
+            "dhcp": 0,
+            "tftp": 0,
+            "http": 0,
+            "trustd": 0,
+            "trust_check": 0,
+        }
         self.tasks: set[asyncio.Task[None]] = set()
         self.relay = DhcpPort()
         self.direct = DhcpPort()
@@ -72,7 +79,7 @@ class Rack:
         name = m["name"]
         lo, hi = self.plan["firmware_delay"]
         self.mark(name, "power_on")
-        await asyncio.sleep(random.uniform(lo, hi))  # noqa: S311 - jitter, not crypto
+        await asyncio.sleep(random.uniform(lo, hi))
         self.mark(name, "firmware")
         stage = "dhcp"
         try:
@@ -80,24 +87,35 @@ class Rack:
             direct = m["direct"]
             port = self.direct if direct else self.relay
             target = ("255.255.255.255", 67) if direct else (self.server, 67)
-            giaddr = "0.0.0.0" if direct else RELAY_IP  # noqa: S104
+            giaddr = "0.0.0.0" if direct else RELAY_IP
             xid = m["index"] << 8
-            ack = await dora(port, target, xid=xid, mac=mac, uuid=m["uuid"], giaddr=giaddr, ipxe=False, broadcast=direct)
+            ack = await dora(
+                port, target, xid=xid, mac=mac, uuid=m["uuid"], giaddr=giaddr, ipxe=False, broadcast=direct
+            )
             self.requests["dhcp"] += 2
             self.mark(name, stage)
             if ack.yiaddr != m["ip"]:
                 msg = f"leased {ack.yiaddr}, inventory says {m['ip']}"
-                raise RuntimeError(msg)
+                raise RuntimeError(msg)  # noqa: TRY301 - recorded by stage below, like every failure
             stage = "tftp"
-            await tftp_get(m["ip"], ack.siaddr if ack.siaddr != "0.0.0.0" else self.server, ack.bootfile)  # noqa: S104
+            await tftp_get(m["ip"], ack.siaddr if ack.siaddr != "0.0.0.0" else self.server, ack.bootfile)
             self.requests["tftp"] += 1
             self.mark(name, stage)
             stage = "dhcp_ipxe"
-            ack = await dora(port, target, xid=xid | 1, mac=mac, uuid=m["uuid"], giaddr=giaddr, ipxe=True, broadcast=direct)
+            ack = await dora(
+                port, target, xid=xid | 1, mac=mac, uuid=m["uuid"], giaddr=giaddr, ipxe=True, broadcast=direct
+            )
             self.requests["dhcp"] += 2
             self.mark(name, stage)
+            stage = "http"
             await self.http_stages(m, ack.bootfile)
-        except Exception as err:  # noqa: BLE001 - every failure is recorded by stage
+        except Exception as err:
+            if stage == "http":  # the first HTTP stage not yet marked done is the one that failed
+                stage = next(
+                    s
+                    for s in ("scripts", "assets", "config", "trustd", "serving")
+                    if s not in self.stages[name]
+                )
             self.failures[name] = f"{stage}: {type(err).__name__}: {err}"[:300]
             with Path(self.plan["out"] + ".failed").open("a") as fh:
                 fh.write(f"{name} {self.failures[name]}\n")
@@ -257,7 +275,7 @@ async def main(plan_path: str, out_path: str) -> None:
     rack = Rack(plan)
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: rack.relay, local_addr=(RELAY_IP, 67))
-    await loop.create_datagram_endpoint(lambda: rack.direct, local_addr=("0.0.0.0", 68), allow_broadcast=True)  # noqa: S104
+    await loop.create_datagram_endpoint(lambda: rack.direct, local_addr=("0.0.0.0", 68), allow_broadcast=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -31,20 +31,20 @@ class Reply:
     bootfile: str
 
 
-def build(  # noqa: PLR0913 - one argument per DHCP field the client sets
+def build(
     mtype: int,
     *,
     xid: int,
     mac: bytes,
     uuid: str,
-    giaddr: str = "0.0.0.0",  # noqa: S104 - the DHCP "no relay" address, not a bind
+    giaddr: str = "0.0.0.0",
     requested: str | None = None,
     server_id: str | None = None,
     ipxe: bool = False,
     broadcast: bool = False,
 ) -> bytes:
     """A client message as PXE firmware (or iPXE, with user class 77 'iPXE') sends it."""
-    hops = 1 if giaddr != "0.0.0.0" else 0  # noqa: S104
+    hops = 1 if giaddr != "0.0.0.0" else 0
     head = _HDR.pack(
         1, 1, 6, hops, xid, 0, 0x8000 if broadcast else 0,
         bytes(4), bytes(4), bytes(4), socket.inet_aton(giaddr),
@@ -67,12 +67,12 @@ def build(  # noqa: PLR0913 - one argument per DHCP field the client sets
 
 def parse(data: bytes) -> Reply | None:
     """An OFFER/ACK/NAK, or None for anything else (short, not a reply, no type)."""
-    if len(data) < _HDR.size + 4 or data[0] != 2 or data[_HDR.size : _HDR.size + 4] != MAGIC:  # noqa: PLR2004
+    if len(data) < _HDR.size + 4 or data[0] != 2 or data[_HDR.size : _HDR.size + 4] != MAGIC:
         return None
     f = _HDR.unpack_from(data)
     opts: dict[int, bytes] = {}
     i = _HDR.size + 4
-    while i < len(data) and data[i] != 255:  # noqa: PLR2004
+    while i < len(data) and data[i] != 255:
         if data[i] == 0:
             i += 1
             continue
@@ -81,7 +81,7 @@ def parse(data: bytes) -> Reply | None:
         code, size = data[i], data[i + 1]
         opts[code] = data[i + 2 : i + 2 + size]
         i += 2 + size
-    if 53 not in opts:  # noqa: PLR2004
+    if 53 not in opts:
         return None
     bootfile = opts.get(67, f[13].rstrip(b"\0")).rstrip(b"\0").decode(errors="replace")
     sid = opts.get(54, b"")
@@ -90,7 +90,7 @@ def parse(data: bytes) -> Reply | None:
         mtype=opts[53][0],
         yiaddr=socket.inet_ntoa(f[8]),
         siaddr=socket.inet_ntoa(f[9]),
-        server_id=socket.inet_ntoa(sid) if len(sid) == 4 else "",  # noqa: PLR2004
+        server_id=socket.inet_ntoa(sid) if len(sid) == 4 else "",
         bootfile=bootfile,
     )
 
@@ -116,7 +116,7 @@ class DhcpPort(asyncio.DatagramProtocol):
         queue.put_nowait(reply)
 
 
-async def dora(  # noqa: PLR0913 - the exchange's inputs
+async def dora(
     port: DhcpPort, target: tuple[str, int], *, xid: int, mac: bytes, uuid: str, giaddr: str,
     ipxe: bool, broadcast: bool, timeout: float = 4.0, tries: int = 4,
 ) -> Reply:  # fmt: skip
@@ -176,7 +176,7 @@ async def tftp_get(local: str, server: str, name: str, *, blksize: int = 1468, t
                     data, addr = await proto.queue.get()
             except TimeoutError:
                 tries += 1
-                if tries > 5:  # noqa: PLR2004
+                if tries > 5:
                     raise
                 transport.sendto(*last)
                 continue
@@ -184,11 +184,11 @@ async def tftp_get(local: str, server: str, name: str, *, blksize: int = 1468, t
             if peer is None:
                 peer = addr
             op = struct.unpack_from("!H", data)[0]
-            if op == 6:  # OACK: take the options, ACK block 0  # noqa: PLR2004
+            if op == 6:  # OACK: take the options, ACK block 0
                 last = (b"\0\4\0\0", peer)
                 transport.sendto(*last)
                 continue
-            if op == 5:  # noqa: PLR2004
+            if op == 5:
                 msg = f"TFTP error {data[4:-1].decode(errors='replace')}"
                 raise RuntimeError(msg)
             block = struct.unpack_from("!H", data, 2)[0]
