@@ -1,6 +1,6 @@
 """What a simulated Talos node does with its config: get a certificate for its own address.
 
-A worker sends a CSR to trustd (gRPC over TLS verified against machine.ca.crt, the
+A worker sends a CSR to trustd from its own address (gRPC over TLS verified against machine.ca.crt, the
 machine token as `token` metadata: Talos internal/app/trustd, pkg/grpc/middleware/auth/
 basic). A control plane signs it itself with machine.ca.key, as Talos's apid does. The
 certificate then goes on TCP 50000 of the node's address, where the daemon's trust check
@@ -9,12 +9,15 @@ looks for it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import ipaddress
+import struct
+import tempfile
+from pathlib import Path
 from typing import Any
 
-import grpc
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,12 +66,35 @@ async def certificate(config: bytes, m: dict[str, Any], trustd: str) -> tuple[by
         return cert.public_bytes(serialization.Encoding.PEM), key_pem, "self"
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(sans, critical=False)
     csr_pem = csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-    async with grpc.aio.secure_channel(trustd, creds) as channel:
-        method = channel.unary_unary(
-            METHOD, request_serializer=encode_request, response_deserializer=decode_response
-        )
-        response = await method(
-            CertificateRequest(csr_pem), metadata=(("token", machine["token"]),), timeout=60
-        )
-    return response.crt, key_pem, "trustd"
+    # gRPC over HTTP/2 from the node's own address (curl --interface, as the lab's agent
+    # does): trustd refuses a CSR naming an inventory address other than the caller's.
+    response = await _grpc_from(
+        m["ip"], trustd, ca_pem, machine["token"], encode_request(CertificateRequest(csr_pem))
+    )
+    return decode_response(response).crt, key_pem, "trustd"
+
+
+async def _grpc_from(local: str, trustd: str, ca_pem: bytes, token: str, message: bytes) -> bytes:
+    """One unary gRPC call (length-prefixed message, gRPC over HTTP/2) sent from LOCAL."""
+    with tempfile.TemporaryDirectory(prefix="pv-storm-node-") as tmp:
+        work = Path(tmp)
+        (work / "ca.pem").write_bytes(ca_pem)
+        (work / "req.bin").write_bytes(b"\0" + struct.pack("!I", len(message)) + message)
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--http2", "--interface", local, "--max-time", "60", "--cacert", str(work / "ca.pem"),
+            "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", f"token: {token}",
+            "--data-binary", f"@{work / 'req.bin'}", "-D", str(work / "headers"), "-o", str(work / "resp.bin"),
+            f"https://{trustd}{METHOD}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            msg = f"curl to trustd: {err.decode(errors='replace').strip()}"
+            raise RuntimeError(msg)
+        body = (work / "resp.bin").read_bytes() if (work / "resp.bin").exists() else b""
+        if len(body) < 5:  # a trailers-only answer: the status is in the headers
+            status = [h for h in (work / "headers").read_text().splitlines() if h.lower().startswith("grpc-")]
+            msg = f"trustd refused: {'; '.join(status) or 'empty answer'}"
+            raise RuntimeError(msg)
+        size = struct.unpack_from("!I", body, 1)[0]
+        return body[5 : 5 + size]
