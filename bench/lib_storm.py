@@ -332,10 +332,11 @@ def _run_ours(opts: Options, work: Path) -> Outcome:
                 and len(failed.read_text().splitlines()) + states.get("Provisioned", 0) >= opts.machines
             ):
                 break  # every machine either made it or failed in the simulator: no more will come
-            if states.get("Provisioned", 0) == opts.machines or states.get("Failed", 0):
-                if states.get("Provisioned", 0) == opts.machines:
-                    outcome.time_to_provisioned = time.monotonic() - t0
+            if states.get("Provisioned", 0) == opts.machines:
+                outcome.time_to_provisioned = time.monotonic() - t0
                 break
+            if states.get("Provisioned", 0) + states.get("Failed", 0) == opts.machines:
+                break  # every machine in a final state
             time.sleep(0.25)
         outcome.provisioned = outcome.states.get("Provisioned", 0)
         outcome.cpu_s = daemon.cpu_s() - cpu0
