@@ -4,6 +4,7 @@ dnsmasq for DHCP (static host entries, relayed and direct) and TFTP (the same iP
 binary), nginx for boot.ipxe, one static script and one static config per machine, and
 the assets. No lifecycle, no tokens, no trust: the machines boot as soon as the run
 starts (same firmware delays), and "booted" is each machine's config fetch.
+STORM_FLOOR_KEEP=DIR keeps the floor's work directory (logs, configs) for a look after.
 """
 
 from __future__ import annotations

@@ -159,12 +159,12 @@ class Rack:
             for var, value in variables.items():
                 url = url.replace(var, value)
             script = (await get(url)).decode()
-            self.mark(name, "scripts")
             kernel = re.search(r"^kernel\s+(\S+)\s+(.*)$", script, re.MULTILINE)
             initrd = re.search(r"^initrd\s+(?:--name \S+\s+)?(\S+)", script, re.MULTILINE)
             if kernel is None or initrd is None:
                 msg = f"no kernel/initrd in the script: {script[:200]!r}"
                 raise RuntimeError(msg)
+            self.mark(name, "scripts")
             await drain(kernel.group(1))
             await drain(initrd.group(1))
             self.mark(name, "assets")
