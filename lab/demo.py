@@ -331,6 +331,8 @@ The lab and the daemon are still running. Look around:
   {ns} curl -s -H "Authorization: Bearer $(cat {token_file})" \\
       http://127.0.0.1:{API_PORT}/api/v1/machines
   {ns} curl -s http://127.0.0.1:{API_PORT}/metrics | grep ^provisioner_
+  web console:      http://127.0.0.1:{API_PORT}/ui/ in the lab namespace
+                    (log in with the token in {token_file}; docs/ui.md)
   serial consoles:  {stack.state_dir}/lab-*.log (grep LAB-AGENT)
   daemon log:       {stack.daemon_log}
   python -m lab status

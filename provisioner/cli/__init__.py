@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("provisioner.cli.assets", "assets"),
     "dhcp": ("provisioner.cli.dhcp", "dhcp"),
     "db": ("provisioner.cli.db", "db"),
+    "ui": ("provisioner.cli.ui", "ui"),
 }
 
 _SHORT_HELP = {
@@ -38,6 +39,7 @@ _SHORT_HELP = {
     "assets": "Import and list kernel/initramfs boot asset sets.",
     "dhcp": "DHCP tools (probe a segment for DHCP servers).",
     "db": "Database schema migrations.",
+    "ui": "Web console users (per-user login tokens).",
 }
 
 

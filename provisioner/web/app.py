@@ -34,6 +34,9 @@ from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api
 from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
+from provisioner.web.ui import UiDeps, mount_ui
+from provisioner.web.ui.feed import sql_source
+from provisioner.web.ui.users import UserTokens
 
 __all__ = ["MAX_BODY", "create_api_app", "create_app", "redact"]
 
@@ -106,7 +109,8 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     started = request.get(STARTED)
     seconds = time.perf_counter() - started if started is not None else 0.0
     route = _route_of(request)
-    request.app[CTX].metrics.observe(route, request.method, response.status, seconds)
+    # config_dict: requests to a mounted sub-application (the console) see its app first.
+    request.config_dict[CTX].metrics.observe(route, request.method, response.status, seconds)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             json.dumps(
@@ -165,6 +169,24 @@ def create_api_app(machine_app: web.Application) -> web.Application:
     app.add_routes(health.routes())
     app.add_routes([web.get("/metrics", context.metrics.handle)])
     app.add_routes(api_routes())
+    rt, settings = context.rt, context.rt.settings
+    users = UserTokens(settings.state_dir, context.api_token)
+    # The operator console sits with the REST API (it is an operator surface, never a
+    # machine-facing one): see docs/ui.md.
+    mount_ui(
+        app,
+        UiDeps(
+            store=rt.store,
+            check_token=users.check,
+            still_valid=users.still_valid,
+            feed_source=sql_source(rt.store),
+            power=lambda: rt.services.get("power"),
+            assets=context.assets,
+            tokens=context.tokens,
+            events=rt.events,
+            templates_dir=settings.http.templates_dir,
+        ),
+    )
     return app
 
 

@@ -110,14 +110,14 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_installed_command_validates_applies_and_serves(installed: Path, tmp_path: Path) -> None:
-    port = free_port()
+    port, api_port = free_port(), free_port()
     (tmp_path / "inventory.yaml").write_text(INVENTORY)
     (tmp_path / "provisioner.toml").write_text(
         f'state_dir = "{tmp_path / "state"}"\n'
         '[dhcp]\nmode = "off"\n'
         "[tftp]\nenabled = false\n"
         f'[http]\nlisten = "127.0.0.1:{port}"\n'
-        f'[api]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
     )
     cli = installed / "provisioner"
     assert (
@@ -165,6 +165,17 @@ def test_installed_command_validates_applies_and_serves(installed: Path, tmp_pat
         assert status == 200
         assert script.startswith("#!ipxe\n")
         assert "smoke-n1: state-Registered" in script
+
+        # The web console's pages and static files come from the wheel too (docs/ui.md);
+        # the console is on the operators' [api] listener.
+        api = f"http://127.0.0.1:{api_port}"
+        status, page = _get(f"{api}/ui/login")
+        assert status == 200
+        assert '<script src="/ui/static/ui.js" defer></script>' in page
+        for name in ("ui.js", "ui.css"):
+            status, text = _get(f"{api}/ui/static/{name}")
+            assert status == 200
+            assert text == (REPO / "templates" / "ui" / "static" / name).read_text()
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
