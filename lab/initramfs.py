@@ -27,7 +27,9 @@ WANTED_MODULES = (
     "virtio_pci", "virtio_net", "e1000", "button", "evdev",
     "virtio_blk", "vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii",
 )  # fmt: skip
-BINARIES = ("/usr/bin/curl", "/usr/bin/openssl", "/usr/sbin/sfdisk", "/usr/bin/extlinux")
+BINARIES = (
+    "/usr/bin/curl", "/usr/bin/openssl", "/usr/sbin/sfdisk", "/usr/bin/extlinux", "/usr/sbin/mkfs.fat",
+)  # fmt: skip
 # The BIOS boot code the agent writes to the disk's first sector (syslinux-common): it boots
 # the GPT partition marked "legacy BIOS bootable", where extlinux is installed.
 GPTMBR = Path("/usr/lib/syslinux/mbr/gptmbr.bin")

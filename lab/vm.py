@@ -32,7 +32,7 @@ FIRMWARES = ("bios", "uefi", "uefi-pxe")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MEMORY_MIB = 256
-DISK_SIZE = "128M"  # the lab's scaled-down Talos layout (agent/install.sh) fits in it
+DISK_SIZE = "192M"  # the lab's scaled-down Talos layout (agent/install.sh) fits in it
 
 
 def create_disk(path: Path, size: str = DISK_SIZE) -> None:

@@ -4,8 +4,8 @@
 # EFI, BIOS, BOOT, META, STATE, EPHEMERAL in that order, named by their partition labels.
 # Talos's sizes (EFI 100 MiB, BIOS 1 MiB, BOOT 1000-2000 MiB, META 1 MiB, STATE 100 MiB)
 # are scaled down for the lab's small qcow2 disks, and every filesystem is FAT (Talos: vfat
-# EFI, xfs elsewhere) so that one kernel module, busybox's mkdosfs and both boot loaders
-# cover them. The BIOS boot code is syslinux's gptmbr.bin, which boots the partition that
+# EFI, xfs elsewhere) so that one kernel module, mkfs.fat and both boot loaders cover
+# them. The BIOS boot code is syslinux's gptmbr.bin, which boots the partition that
 # carries GPT's "legacy BIOS bootable" attribute: BOOT, holding extlinux (Talos puts GRUB's
 # core image in BIOS and sets the attribute there). UEFI: GRUB at the removable-media path
 # EFI/BOOT/BOOTX64.EFI, reading grub.cfg from BOOT. STATE holds config.yaml (Talos:
@@ -89,11 +89,16 @@ repack_initramfs() {
 }
 
 # install_to_disk DISK CONFIG: partition, format, boot loaders, kernel, initramfs, config.
+# File systems are made by dosfstools' mkfs.fat (FAT12/16/32 by size, as the FAT spec
+# wants): busybox's mkdosfs always makes FAT32, which OVMF's FAT driver, reading a small
+# volume's cluster count as FAT16, did not find ("UEFI Misc Device": Not Found), and at
+# 40 MiB read BOOTX64.EFI back with wrong bytes from sector 9 on (mtools agreed), so
+# OVMF failed with "Load Error". Linux read both fine.
 install_to_disk() {
     local disk=$1 config=$2 args
     sfdisk -q --wipe always --wipe-partitions always "$disk" <<EOF >/dev/null 2>&1 || return 1
 label: gpt
-size=8MiB, type=$LAB_EFI_GUID, name="EFI"
+size=40MiB, type=$LAB_EFI_GUID, name="EFI"
 size=1MiB, type=$LAB_BIOS_GUID, name="BIOS"
 size=72MiB, type=$LAB_LINUX_GUID, name="BOOT", attrs="LegacyBIOSBootable"
 size=1MiB, type=$LAB_LINUX_GUID, name="META"
@@ -101,7 +106,7 @@ size=8MiB, type=$LAB_LINUX_GUID, name="STATE"
 type=$LAB_LINUX_GUID, name="EPHEMERAL"
 EOF
     for _ in $(seq 1 50); do [ -b "$(part_dev "$disk" 6)" ] && break; sleep 0.1; done
-    for n in 1 3 5 6; do mkdosfs "$(part_dev "$disk" $n)" >/dev/null 2>&1 || return 1; done
+    for n in 1 3 5 6; do mkfs.fat "$(part_dev "$disk" $n)" >/dev/null 2>&1 || return 1; done
     mkdir -p /mnt/efi /mnt/boot /mnt/state
     mount -t vfat "$(part_dev "$disk" 3)" /mnt/boot || return 1
     cp /lab/install/vmlinuz /mnt/boot/vmlinuz || return 1
