@@ -37,7 +37,6 @@ import jinja2
 
 from lab.errors import LabError
 from lab.machines import Machine, lab_machines
-from lab.vm import OVMF_CODE, OVMF_VARS, VmFiles, create_disk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,17 +132,8 @@ def vbmc_venv() -> Path:
     return Path(os.environ.get("LAB_VBMC_VENV", str(REPO / "var" / "vbmc-venv")))
 
 
-def domain_xml(
-    machine: Machine,
-    *,
-    bridge: str,
-    serial_log: Path,
-    memory_mib: int,
-    disk: Path | None = None,
-    firmware: str = "bios",
-    nvram: Path | None = None,
-) -> str:
-    """Render ``templates/lab/domain.xml.j2`` for ``machine`` (``bios`` or ``uefi``)."""
+def domain_xml(machine: Machine, *, bridge: str, serial_log: Path, memory_mib: int) -> str:
+    """Render ``templates/lab/domain.xml.j2`` for ``machine``."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -156,11 +146,6 @@ def domain_xml(
         serial_log=str(serial_log),
         memory_mib=memory_mib,
         emulator=EMULATOR,
-        disk=str(disk or serial_log.with_name(f"{machine.name}.disk.qcow2")),
-        uefi=firmware == "uefi",
-        ovmf_code=str(OVMF_CODE),
-        ovmf_vars_template=str(OVMF_VARS),
-        nvram=str(nvram or serial_log.with_name(f"{machine.name}.OVMF_VARS.fd")),
     )
 
 
@@ -276,8 +261,8 @@ def start(
 ) -> None:
     """Start libvirtd, define the domains (shut off), start vbmcd; record each step."""
     state_dir = Path(state.state_dir)
-    if state.firmware not in ("bios", "uefi"):
-        msg = "the libvirt backend boots bios or uefi firmware (use --backend qemu for uefi-pxe)"
+    if state.firmware != "bios":
+        msg = "the libvirt backend boots BIOS firmware only (use --backend qemu for uefi/uefi-pxe)"
         raise LabError(msg)
     if len(str(libvirt_socket(state_dir))) > _SOCKET_PATH_MAX:
         msg = f"state directory path too long for libvirtd's socket: {state_dir}"
@@ -294,15 +279,11 @@ def start(
     _wait_libvirtd(state)
     for machine in machines:
         xml = libvirt_dir(state_dir) / f"{machine.name}.xml"
-        files = VmFiles.under(state_dir, machine.name)
-        create_disk(files.disk)
+        serial_log = state_dir / f"{machine.name}.serial.log"
         xml.write_text(
-            domain_xml(
-                machine, bridge=state.bridge, serial_log=files.serial_log, memory_mib=memory_mib,
-                disk=files.disk, firmware=state.firmware, nvram=files.ovmf_vars,
-            ),
+            domain_xml(machine, bridge=state.bridge, serial_log=serial_log, memory_mib=memory_mib),
             encoding="utf-8",
-        )  # fmt: skip
+        )
         proc = virsh(state_dir, "define", str(xml))
         if proc.returncode != 0:
             msg = f"virsh define {machine.name}: {proc.stderr.strip()}"
