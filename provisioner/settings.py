@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "DhcpSettings",
+    "EventsSettings",
     "HttpSettings",
     "LifecycleSettings",
     "PowerSettings",
@@ -164,6 +165,8 @@ class HttpSettings(_Section):
     listen: str = DEFAULT_HTTP_LISTEN
     public_url: str = ""
     """The URL machines use to reach us; default `http://` + listen."""
+    templates_dir: Path | None = None
+    """Operator overrides: `<dir>/ipxe/NAME.j2` replaces the packaged template NAME.j2."""
 
     @field_validator("listen")
     @classmethod
@@ -178,6 +181,16 @@ class HttpSettings(_Section):
             msg = "public_url must start with http:// or https://"
             raise ValueError(msg)
         return value.rstrip("/")
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir_exists(cls, value: Path | None) -> Path | None:
+        # Checked when the settings load, so a typo stops start-up with one line naming
+        # the key instead of every boot script failing later.
+        if value is not None and not value.is_dir():
+            msg = "not a directory"
+            raise ValueError(msg)
+        return value
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -236,6 +249,23 @@ class LifecycleSettings(_Section):
     """How often the reconciler looks at the machines."""
 
 
+class EventsSettings(_Section):
+    """`[events]`: how much unauthenticated traffic may write (issue 14, docs/threats.md)."""
+
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] = 90
+    """Events older than this are deleted."""
+    max_rows: Annotated[int, Field(ge=1000)] = 500_000
+    """The event table keeps at most this many rows (the oldest go first)."""
+    prune_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+    """How often retention runs (also once at start)."""
+    aggregate_window_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """Repeats of one event kind from one source inside this window become one counter row."""
+    aggregate_max_keys: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    """Sources tracked per window; beyond this, events fold into one "*" row per kind."""
+    max_discovered: Annotated[int, Field(ge=1)] = 10_000
+    """Discovered (unknown) machines kept; a new one evicts the least recently seen."""
+
+
 class Settings(_Section):
     """Everything the daemon and the CLI need to know, frozen."""
 
@@ -250,6 +280,7 @@ class Settings(_Section):
     power: PowerSettings = PowerSettings()
     trustd: TrustdSettings = TrustdSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    events: EventsSettings = EventsSettings()
 
     @property
     def db_url(self) -> str:
@@ -299,12 +330,15 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
 
 
 def _format_error(exc: ValidationError, origin: str) -> str:
-    lines = []
+    # One line (`provisioner serve` prints start-up errors as one line): every bad entry
+    # as `key value: problem`, joined with "; ".
+    parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{origin}: {key}: {text}")
-    return "\n".join(lines)
+        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        value = "" if isinstance(err.get("input"), dict | list) else f" {err.get('input')!r}"
+        parts.append(f"{key}{value}: {' '.join(text.split())}")
+    return f"{origin}: " + "; ".join(parts)
 
 
 def load_settings(
@@ -327,6 +361,10 @@ def load_settings(
             raise SettingsError(msg) from None
         except tomllib.TOMLDecodeError as exc:
             msg = f"{origin}: not valid TOML: {exc}"
+            raise SettingsError(msg) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            msg = f"{origin}: cannot read the settings file: {problem}"
             raise SettingsError(msg) from None
     used = _apply_env(data, env)
     if used:

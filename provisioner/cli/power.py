@@ -12,7 +12,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.cli.common import CliState, console, die, emit_json, pass_state
+from provisioner.cli.common import CliState, console, die, emit_json, err_console, pass_state, safe
 
 __all__ = ["deprovision", "power", "provision", "reprovision", "stage_times"]
 
@@ -43,28 +43,49 @@ def power() -> None:
     """Power machines through their BMCs (via the running daemon)."""
 
 
+def _failure(name: str, error: Exception) -> dict[str, Any]:
+    """One failed machine: the daemon's words and, for BMC failures, its reason code."""
+    reason = getattr(error, "reason", "") or ""
+    detail = getattr(error, "detail", "") or str(error)
+    status = getattr(error, "status", None)
+    out: dict[str, Any] = {"machine": name, "ok": False, "error": detail}
+    if reason:
+        out["reason"] = reason
+    if status is not None:
+        out["status"] = status
+    return out
+
+
 def _power_many(state: CliState, action: str, names: tuple[str, ...], as_json: bool, **kw: Any) -> None:  # noqa: ANN401
     client = _client(state)
     results = []
-    failed = False
     for name in names:
         out = _call(client.power, name, action, **kw)
         if isinstance(out, Exception):
-            failed = True
-            results.append({"machine": name, "ok": False, "error": str(out)})
+            results.append(_failure(name, out))
         else:
             results.append({"machine": name, "ok": True, "result": out.get("result")})
+    failures = [r for r in results if not r["ok"]]
     if as_json:
         emit_json(results)
     else:
         table = Table("MACHINE", "RESULT")
         for r in results:
-            shown = r["result"] if r["ok"] else f"[red]{r['error']}[/red]"
+            shown = r["result"] if r["ok"] else f"failed ({r.get('reason') or r.get('status')})"
             if isinstance(shown, dict):
                 shown = ", ".join(f"{k}={v}" for k, v in shown.items())
-            table.add_row(str(r["machine"]), str(shown))
+            cell = safe(shown) if r["ok"] else f"[red]{safe(shown)}[/red]"
+            table.add_row(safe(r["machine"]), cell)
         console.print(table)
-    if failed:
+    # Each failure in full on stderr, one line per machine: the table would wrap it.
+    for r in failures:
+        tag = f" [{r['reason']}]" if r.get("reason") else ""
+        err_console.print(
+            safe(f"error: {r['machine']}: power {action}: {r['error']}{tag}", markup=False),
+            markup=False,
+            soft_wrap=True,
+        )
+    if failures:
         sys.exit(1)
 
 
@@ -131,21 +152,33 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
     for m in machines:
         style = {"Provisioned": "green", "Failed": "red"}.get(m["state"], "yellow")
         table.add_row(
-            m["name"],
-            f"[{style}]{m['state']}[/{style}]",
+            safe(m["name"]),
+            f"[{style}]{safe(m['state'])}[/{style}]",
             _age(m.get("state_since")),
-            str(m.get("attempts", 0)),
-            (m.get("state_reason") or "")[:90],
+            safe(m.get("attempts", 0)),
+            safe((m.get("state_reason") or "")[:90]),
         )
     return table
 
 
+# The web layer records the move Netbooting -> ConfigServed as its own "config.served"
+# event (provisioner/web/config.py, with the token and source), not as a
+# machine.transition; counting only the latter folded ConfigServed into Netbooting.
+_STATE_EVENTS = {"config.served": "ConfigServed"}
+
+
+def _entered(event: dict[str, Any]) -> str | None:
+    """The state a machine entered with ``event``, or None if it is not a state change."""
+    if event["kind"] == "machine.transition":
+        return str(event["data"].get("to", "?"))
+    return _STATE_EVENTS.get(event["kind"])
+
+
 def stage_times(events: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds spent in each state, from a machine's transition events (oldest first)."""
+    """Seconds spent in each state, from a machine's events (oldest first)."""
     times: dict[str, float] = {}
-    transitions = [e for e in events if e["kind"] == "machine.transition"]
-    for prev, nxt in itertools.pairwise(transitions):
-        state = prev["data"].get("to", "?")
+    transitions = [(e, state) for e in events if (state := _entered(e)) is not None]
+    for (prev, state), (nxt, _) in itertools.pairwise(transitions):
         spent = datetime.fromisoformat(nxt["at"]).timestamp() - datetime.fromisoformat(prev["at"]).timestamp()
         times[state] = times.get(state, 0.0) + spent
     return times
@@ -170,14 +203,14 @@ def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
         times = stage_times(run)
         total = sum(times.values())
         table.add_row(
-            name,
-            m["state"],
+            safe(name),
+            safe(m["state"]),
             *(
                 f"{times[s]:.1f}s" if s in times else "-"
                 for s in ("PoweringOn", "Netbooting", "ConfigServed", "Trusted")
             ),
             f"{total:.1f}s",
-            m.get("state_reason") or "",
+            safe(m.get("state_reason") or ""),
         )
     console.print(table)
 
@@ -194,6 +227,11 @@ def _wait(client: Any, names: list[str], goal: str, timeout: float) -> bool:  # 
                 console.print(f"[red]timed out after {timeout:.0f}s[/red]")
                 return False
             time.sleep(WAIT_POLL_S)
+    if not console.is_terminal:
+        # On a terminal Live ends its last frame with a newline; written to a pipe or a
+        # file (`make demo | tee`, a test's capture) it does not, and the next table
+        # would start on the live table's bottom line.
+        console.line()
     if goal == "provisioned":
         _summary(client, names)
         return all(m["state"] in DONE_OK for m in machines)
@@ -210,9 +248,9 @@ def _request(
         out = _call(getattr(client, action), name)
         if isinstance(out, Exception):
             errors += 1
-            console.print(f"[red]{name}: {out}[/red]")
+            console.print(f"[red]{safe(name)}: {safe(out)}[/red]")
         else:
-            console.print(f"{name}: {action} requested")
+            console.print(f"{safe(name)}: {action} requested")
     if errors:
         sys.exit(1)
     if wait:

@@ -1,7 +1,7 @@
 """Reply construction: which options go in an OFFER/ACK/NAK and where it is sent.
 
 Pure helpers for `server.py`. Replies are built only from server state and the parsed
-fields we chose to echo (THREATS A8): xid, flags, giaddr, chaddr, option 82 from a trusted
+fields we chose to echo (docs/threats.md A8): xid, flags, giaddr, chaddr, option 82 from a trusted
 relay (RFC 3046 §2.2), option 97 (PXE spec / RFC 4578 §2.3) and option 61 (RFC 6842 §3).
 """
 
@@ -165,9 +165,13 @@ def proxy_reply(
     if boot is None:
         return None
     if proxy_port and message_type == MessageType.REQUEST:
-        # PXE spec 2.1 §2.2.7: the boot server answers the client where it asked from.
+        # PXE spec 2.1 §2.2.7: the boot server answers the client where it asked from:
+        # the datagram's source, never `ciaddr` (a forged ciaddr would make us reflect
+        # the ACK to any address; issue 14). No source address: nowhere to answer.
+        if addr[0] == _ZERO:
+            return None
         data = build_reply(config, request, ReplySpec(MessageType.ACK, boot=boot))
-        return Outgoing(data, addr if request.ciaddr == _ZERO else (request.ciaddr, addr[1]))
+        return Outgoing(data, addr)
     if not proxy_port and message_type == MessageType.DISCOVER:
         # PXE spec 2.1 §2.2.4: a proxy OFFER has yiaddr 0 and option 60 PXEClient.
         data = build_reply(config, request, ReplySpec(MessageType.OFFER, boot=boot))

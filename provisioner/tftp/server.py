@@ -11,7 +11,7 @@ add_reader + recv ~4 µs; docs/tftp.md "Hot path").
 Two modes:
 - standard (RFC 1350 §4): the listener on port 69 takes requests; each transfer gets its
   own socket on a fresh port (its TID), connected to the client, so the kernel drops
-  packets from any other address (THREATS B8: nothing is sent to a wrong TID, no
+  packets from any other address (docs/threats.md B8: nothing is sent to a wrong TID, no
   reflection).
 - single port (`single_port = true`, for firewalls and NAT): everything runs over the
   listener and datagrams are demultiplexed by client address; packets from an address
@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import socket
 from typing import TYPE_CHECKING
 
 from provisioner.events import Event, Severity, utcnow
+from provisioner.startup import StartupError, os_problem
 from provisioner.tftp.codec import (
     ErrorCode,
     Opcode,
@@ -59,10 +61,16 @@ _IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux getsockopt: the path MTU of a c
 _HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP DATA header (RFC 2348 §2 example)
 _LISTENER_RCVBUF = 4 * 1024 * 1024
 _DRAIN = 64  # datagrams read per wake-up before yielding to the loop
+# A full table evicts the oldest transfer whose first block was never acknowledged, if it
+# is at least this old (issue 14). A real client ACKs within one round trip (well under
+# a millisecond on a LAN, tens of ms through a relay), so members of a genuine boot storm
+# are not evicted by each other; a spoofer must refill every slot faster than this
+# (max_transfers / 0.2 s = 1000 RRQs/s at the defaults, from 50+ addresses) to hold it.
+EVICT_AFTER_S = 0.2
 
 
 def _clip(text: str, limit: int = 80) -> str:
-    """A log- and event-safe rendering of a client-supplied string (THREATS B4, A16)."""
+    """A log- and event-safe rendering of a client-supplied string (docs/threats.md B4, A16)."""
     shown = text[:limit].encode("unicode_escape").decode("ascii")
     return shown + ("..." if len(text) > limit else "")
 
@@ -128,9 +136,10 @@ class TftpServer:
             # No SO_REUSEADDR: on UDP it would let a second server share port 69 with us
             # and take some of our datagrams.
             sock.bind((self._host, self._settings.port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            setting = "tftp.listen_address" if exc.errno == errno.EADDRNOTAVAIL else "tftp.port"
+            raise StartupError(setting, f"{self._host}:{self._settings.port}", os_problem(exc)) from exc
         self._listener = sock
         self._loop.add_reader(sock.fileno(), self._on_listener)
         log.info("tftp listening on %s:%d", self._host, self.port)
@@ -179,7 +188,7 @@ class TftpServer:
             return
         if not isinstance(packet, Request):
             # DATA/ACK/ERROR/OACK from an address without a transfer: a wrong TID or a
-            # late packet. Answering would make us a reflector (THREATS B8, B9).
+            # late packet. Answering would make us a reflector (docs/threats.md B8, B9).
             self._counters["dropped_no_transfer"] += 1
             return
         if addr in self._sessions:
@@ -197,15 +206,31 @@ class TftpServer:
         self._begin(packet, addr, opened)
 
     def _admit(self, request: Request, addr: Address) -> FileRefused | None:
-        if request.opcode == Opcode.WRQ:  # THREATS B2: read-only, nothing is ever created
+        if request.opcode == Opcode.WRQ:  # docs/threats.md B2: read-only, nothing is ever created
             return FileRefused(ErrorCode.ACCESS_VIOLATION, "Read-only server", "write_request")
         if request.mode not in ("octet", "netascii"):  # "mail" is obsolete (RFC 1350 §1)
             return FileRefused(ErrorCode.ILLEGAL_OPERATION, "Unsupported mode", "bad_mode")
-        if len(self._sessions) >= self._settings.max_transfers:
-            return FileRefused(ErrorCode.NOT_DEFINED, "Server busy, retry later", "busy")
         if self._per_client[addr[0]] >= self._settings.max_transfers_per_client:
             return FileRefused(ErrorCode.NOT_DEFINED, "Too many transfers", "client_busy")
+        if len(self._sessions) >= self._settings.max_transfers and not self._evict_unacknowledged():
+            return FileRefused(ErrorCode.NOT_DEFINED, "Server busy, retry later", "busy")
         return None
+
+    def _evict_unacknowledged(self) -> bool:
+        """End the oldest never-acknowledged transfer (older than EVICT_AFTER_S), if any."""
+        if self._loop is None:  # pragma: no cover - only while running
+            return False
+        cutoff = self._loop.time() - EVICT_AFTER_S
+        victim = min(
+            (s for s in self._sessions.values() if not s.machine.acknowledged and s.started <= cutoff),
+            key=lambda s: s.started,
+            default=None,
+        )
+        if victim is None:
+            return False
+        self._counters["evicted_unacknowledged"] += 1
+        victim.fail("evicted: table full and the first block was never acknowledged")
+        return True
 
     def _refuse(self, addr: Address, filename: str, refusal: FileRefused) -> None:
         self._counters[f"refused_{refusal.reason}"] += 1
@@ -287,7 +312,7 @@ class TftpServer:
         return sock
 
     def _path_mtu(self, addr: Address, sock: socket.socket | None) -> int:
-        """The route's MTU towards `addr` (RFC 2348 blksize must fit it, THREATS B6)."""
+        """The route's MTU towards `addr` (RFC 2348 blksize must fit it, docs/threats.md B6)."""
         if sock is None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
                 probe.connect(addr)
@@ -352,4 +377,9 @@ class TftpServer:
         if outcome not in ("complete", "refused", "probe") and severity is Severity.INFO:
             severity = Severity.WARNING
         message = f"tftp {shown} to {addr[0]}: {outcome}" + (f" ({reason})" if reason else "")
-        self._events.emit(Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data))
+        # Everything but a completed transfer can be caused by a spoofed or unanswered
+        # request: grouped by client address, repeats are folded (issue 14).
+        group = "" if outcome == "complete" else addr[0]
+        self._events.emit(
+            Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data, group=group)
+        )

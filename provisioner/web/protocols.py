@@ -38,6 +38,7 @@ class PowerService(Protocol):
         """Run `action` (one of POWER_ACTIONS) on the machine's BMC; return a JSON-able result.
 
         Raises KeyError for an unknown machine, LookupError when it has no BMC, ValueError
-        for a bad action or argument, and any other exception for a BMC failure.
+        for a bad action or argument, and `PowerFailedError` (provisioner.power.base) for a
+        BMC failure; anything else is a bug (the API answers 500 `power-internal`).
         """
         ...

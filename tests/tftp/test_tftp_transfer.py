@@ -63,7 +63,12 @@ def test_every_option_combination_survives_faults(blksize, window, tsize, timeou
     for blocks in (0, 0.5, 1, 5.25, 7):
         content = _content(blocks, block, seed)
         rng = random.Random(seed)
-        server = make_transfer(content, _options(blksize, window, tsize, timeout), retries=50)
+        # The first-block cap (Rule 5a, tests/security) ends a transfer whose OACK/DATA 1
+        # is lost three times so that the client sends its RRQ again; that restart is
+        # not modelled by this pair, so the cap is lifted to test the rest under faults.
+        server = make_transfer(
+            content, _options(blksize, window, tsize, timeout), retries=50, first_block_retries=50
+        )
         client = MemoryClient()
         result = roundtrip_until_done(server, client, Wire(rng, **FAULTS[fault]), Wire(rng, **FAULTS[fault]))
         assert server.state is State.DONE, (blocks, result.events)
@@ -108,7 +113,7 @@ def test_window_sends_window_before_waiting():
 
 
 def test_rollover_past_65535_blocks():
-    # 70,000 blocks of 8 bytes: the block number wraps to 0 after 65535 (THREATS B11).
+    # 70,000 blocks of 8 bytes: the block number wraps to 0 after 65535 (docs/threats.md B11).
     content = _content(70_000.5, 8, 3)
     server = make_transfer(content, (("blksize", "8"), ("windowsize", "16")))
     client = MemoryClient()
@@ -119,7 +124,7 @@ def test_rollover_past_65535_blocks():
 
 
 def test_duplicate_acks_never_trigger_sends():
-    # RFC 1123 §4.2.3.1: the Sorcerer's Apprentice bug (THREATS B7).
+    # RFC 1123 §4.2.3.1: the Sorcerer's Apprentice bug (docs/threats.md B7).
     server = make_transfer(_content(5, 512, 4))
     server.datagrams_to_send()
     server.receive_datagram(build_ack(1), 0.0)
@@ -137,7 +142,7 @@ def test_duplicate_acks_never_trigger_sends():
 def test_ack_outside_window_is_ignored():
     server = make_transfer(_content(20, 512, 5))
     server.datagrams_to_send()
-    server.receive_datagram(build_ack(6), 0.0)  # block n+5, never sent (THREATS B8)
+    server.receive_datagram(build_ack(6), 0.0)  # block n+5, never sent (docs/threats.md B8)
     assert server.datagrams_to_send() == []
     server.receive_datagram(build_ack(1), 0.0)
     assert parse_packet(server.datagrams_to_send()[0]) == Data(2, _content(20, 512, 5)[512:1024])
@@ -153,13 +158,15 @@ def test_ack_other_than_zero_before_oack_acked_is_ignored():
 
 def test_backoff_and_bounded_retries_then_failed_event():
     server = make_transfer(_content(100, 512, 7), retries=3, timeout_s=1.0)
+    server.datagrams_to_send()
+    server.receive_datagram(build_ack(1), 0.0)  # the client is there: full backoff applies
     sent = len(server.datagrams_to_send())
     deadlines = []
     while (deadline := server.get_timer()) is not None:
         deadlines.append(deadline)
         server.handle_timer(deadline)
         sent += len(server.datagrams_to_send())
-    # 1 + 3 retransmissions, intervals doubling: 1, 2, 4, 8 (THREATS B9: bounded).
+    # 1 + 3 retransmissions, intervals doubling: 1, 2, 4, 8 (docs/threats.md B9: bounded).
     assert sent == 4
     assert deadlines == [1.0, 3.0, 7.0, 15.0]
     assert server.state is State.FAILED
@@ -171,7 +178,8 @@ def test_backoff_and_bounded_retries_then_failed_event():
 
 
 def test_backoff_is_capped():
-    server = make_transfer(b"x", retries=10, timeout_s=1.0)
+    server = make_transfer(b"x" * 1000, retries=10, timeout_s=1.0)
+    server.receive_datagram(build_ack(1), 0.0)
     deadlines = []
     while (deadline := server.get_timer()) is not None:
         deadlines.append(deadline)
@@ -181,9 +189,11 @@ def test_backoff_is_capped():
 
 
 def test_client_timeout_is_base_and_server_cap_bounds_backoff():
-    # Client timeout 5 s, server 0.1 s: intervals start at 5 and never grow past
-    # max(5, 8 x 0.1), so a silent client releases its slot after 5 x (1 + retries) s.
+    # Client timeout 5 s, server 0.1 s: once the client ACKed the OACK, intervals start
+    # at 5 and never grow past max(5, 8 x 0.1), so a silent client releases its slot
+    # after 5 x (1 + retries) s.
     server = make_transfer(b"x", (("timeout", "5"),), retries=3, timeout_s=0.1)
+    server.receive_datagram(build_ack(0), 0.0)
     deadlines = []
     while (deadline := server.get_timer()) is not None:
         deadlines.append(deadline)
