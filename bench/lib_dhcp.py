@@ -5,8 +5,12 @@ joined by a veth pair. perfdhcp runs in the client namespace as a relay (giaddr 
 from port 67), so every server must answer relayed requests by unicast.
 
 For each server and each rate of a rising ladder, the server is started with an empty lease
-store, `perfdhcp -4 -r RATE -R 10000 -p DURATION -l IFACE` runs, and the rate is clean when
-both DISCOVER-OFFER and REQUEST-ACK drop under 0.1%. The result is the highest clean rate.
+store, verified to answer (the same perfdhcp probe for every server, with a retry),
+`perfdhcp -4 -r RATE -R 10000 -p DURATION -l IFACE` runs, and the rate is clean when both
+DISCOVER-OFFER and REQUEST-ACK drop under 0.1%. A round's result is the highest clean rate;
+all servers climb together, interleaved rate by rate, and the median of `--rounds` rounds is
+reported with its sample count and spread (lib_stats.py). A peer that does not start is
+reported as failed and the others carry on; only ours failing makes the exit status non-zero.
 
 - ours: `python -m provisioner.dhcp`, leases in SQLite (WAL, synchronous=FULL), group commit:
   every ACK waits for its lease's commit (durable);
@@ -33,10 +37,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from lib_stats import result_line, summarize
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 RATES = [500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000, 12000]
 CLEAN = 0.1  # percent
+DOWN = [250, 100, 50, 25]
 
 
 class Lab:
@@ -145,57 +152,72 @@ def server_command(name: str, work: Path, profile: Path | None = None) -> list[s
     ]
 
 
-def start(lab: Lab, name: str, work: Path, profile: Path | None = None) -> subprocess.Popen[str]:
+class StartError(RuntimeError):
+    """A server did not come up answering DHCP (after retries); the message says why."""
+
+
+def probe(lab: Lab) -> tuple[bool, str]:
+    """Does a server answer full DORAs now? (True, "") or (False, what perfdhcp saw).
+
+    perfdhcp stops as soon as its last DISCOVER is sent (`-n N`) or its period ends (`-p`),
+    and counts every exchange still in flight as dropped. The old probe (`-n 1`) therefore
+    only passed when the one ACK won a race of a few milliseconds against perfdhcp's exit:
+    on a loaded machine Kea lost it and was declared dead ("never answered a DORA") while
+    it answered everything. Now: 10 DORAs over 1 s plus 1 s of exit wait (`-W`), and any
+    ACK received is proof.
+    """
+    argv = ["ip", "netns", "exec", lab.cli, "perfdhcp", "-4", "-r", "10", "-p", "1",
+            "-W", "1000000", "-R", "100", "-l", "bcli"]  # fmt: skip
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return False, "perfdhcp probe timed out"
+    received = [int(x) for x in re.findall(r"received packets: (\d+)", res.stdout)]
+    if len(received) >= 2 and received[1] > 0:  # [DISCOVER-OFFER, REQUEST-ACK]
+        return True, ""
+    return False, f"offers/acks received {received or 'none'}; {res.stderr.strip()[-200:]}"
+
+
+def launch(lab: Lab, name: str, work: Path, profile: Path | None) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "KEA_PIDFILE_DIR": str(work), "KEA_LOCKFILE_DIR": str(work)}
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.srv, *server_command(name, work, profile)],
-        stdout=subprocess.PIPE if name == "ours" else subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    if name == "ours":
-        assert proc.stdout is not None
-        if "READY" not in proc.stdout.readline():
-            raise RuntimeError("our server did not start")
-        return proc  # READY is printed once the sockets are bound
-    # Peers: ready means answering. One DORA must complete (kea's raw sockets take ~1-2 s to
-    # open). perfdhcp stops before a durable (fsynced) ACK arrives, hence not used for ours.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        res = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                lab.cli,
-                "perfdhcp",
-                "-4",
-                "-r",
-                "1",
-                "-n",
-                "1",
-                "-R",
-                "1",
-                "-b",
-                "mac=02:ff:ff:ff:ff:01",
-                "-W",
-                "500000",
-                "-d",
-                "0.5",
-                "-l",
-                "bcli",
-            ],
-            capture_output=True,
+    with (work / "server.log").open("w") as log:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", lab.srv, *server_command(name, work, profile)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             text=True,
-            timeout=30,
+            env=env,
+            cwd=REPO,
         )
-        if re.search(r"REQUEST-ACK\*\*\*\nsent packets: \d+\nreceived packets: [1-9]", res.stdout):
-            return proc
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} never answered a DORA: {res.stdout[-600:]} {res.stderr[-300:]}")
+
+
+def start(lab: Lab, name: str, work: Path, profile: Path | None = None) -> subprocess.Popen[str]:
+    """Start a server and verify it answers a DORA, the same way for every server.
+
+    Each start is probed for up to 20 s (kea's raw sockets take 1-2 s to open; ours fsyncs
+    before its ACK); a server that exits or stays silent is started once more from scratch.
+    Raises StartError naming the server, what the probe saw and the end of its log.
+    """
+    why = ""
+    for attempt in (1, 2):
+        proc = launch(lab, name, work, profile)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                why = f"exited with status {proc.returncode}"
+                break
+            ok, why = probe(lab)
+            if ok:
+                return proc
+            time.sleep(0.3)
+        else:
+            why = f"no DORA answered within 20 s ({why})"
+        stop(proc)
+        log = (work / "server.log").read_text(errors="replace").strip()[-600:]
+        print(f"  {name}: start attempt {attempt} failed: {why}; log: {log or '(empty)'}", flush=True)
+    msg = f"{name} did not start answering DHCP after 2 attempts: {why}"
+    raise StartError(msg)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -251,40 +273,63 @@ def measure(lab: Lab, name: str, rate: int, duration: int) -> dict[str, float]:
     return result
 
 
-def best_rate(lab: Lab, name: str, duration: int) -> tuple[int, float, list[str]]:
-    best, best_cpu, lines = 0, 0.0, []
-    failures = 0
-    for rate in RATES:
-        # On a shared machine one run can hit a scheduling hiccup: a dirty rate gets a
-        # second try, for every server alike.
-        for _attempt in range(2):
-            r = measure(lab, name, rate, duration)
-            clean = r["offer_drops"] < CLEAN and r["ack_drops"] < CLEAN
-            if clean:
-                break
-        lines.append(
-            f"  {name:8} rate {rate:6}/s  offer drops {r['offer_drops']:7.3f}%  "
-            f"ack drops {r['ack_drops']:7.3f}%  cpu {r['cpu']:5.1f}%  {'clean' if clean else 'DROPS'}"
+class Search:
+    """One server's climb up the rate ladder within one round (the same rule for all).
+
+    Rise through RATES while clean; two dirty rates in a row end the climb (past the
+    knee); if not even the first rate is clean, walk down (dnsmasq with a lease file).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ladder = list(RATES)
+        self.best, self.best_cpu, self.dirty, self.done = 0, 0.0, 0, False
+        self.walking_down = False
+
+    def next_rate(self) -> int | None:
+        return None if self.done or not self.ladder else self.ladder[0]
+
+    def record(self, rate: int, r: dict[str, float]) -> None:
+        self.ladder.pop(0)
+        clean = r["offer_drops"] < CLEAN and r["ack_drops"] < CLEAN
+        print(
+            f"  {self.name:8} rate {rate:6}/s  offer drops {r['offer_drops']:7.3f}%  "
+            f"ack drops {r['ack_drops']:7.3f}%  cpu {r['cpu']:5.1f}%  {'clean' if clean else 'DROPS'}",
+            flush=True,
         )
-        print(lines[-1], flush=True)
         if clean:
-            best, best_cpu, failures = rate, r["cpu"], 0
-        else:
-            failures += 1
-            if failures >= 2:  # two dirty rates in a row: we are past the knee
-                break
-    if best == 0:  # not even the first step: walk down (dnsmasq with a lease file is slow)
-        for rate in (250, 100, 50, 25):
-            r = measure(lab, name, rate, duration)
-            clean = r["offer_drops"] < CLEAN and r["ack_drops"] < CLEAN
-            lines.append(
-                f"  {name:8} rate {rate:6}/s  offer drops {r['offer_drops']:7.3f}%  "
-                f"ack drops {r['ack_drops']:7.3f}%  cpu {r['cpu']:5.1f}%  {'clean' if clean else 'DROPS'}"
-            )
-            print(lines[-1], flush=True)
-            if clean:
-                return rate, r["cpu"], lines
-    return best, best_cpu, lines
+            self.best, self.best_cpu, self.dirty = max(self.best, rate), r["cpu"], 0
+            self.done = self.walking_down
+            return
+        self.dirty += 1
+        if self.walking_down:
+            return
+        if self.best == 0 and self.dirty >= 2:
+            self.walking_down, self.ladder = True, list(DOWN)
+        elif self.dirty >= 2:
+            self.done = True
+
+
+def run_round(
+    lab: Lab, names: list[str], duration: int, failed: dict[str, str]
+) -> dict[str, tuple[int, float]]:
+    """One round: all servers climb the ladder together, interleaved rate by rate, so that
+    a shift in the machine's load hits every server alike. A server failing to start is
+    recorded in `failed` and leaves the benchmark; the others carry on."""
+    searches = [Search(n) for n in names if n not in failed]
+    while True:
+        active = [s for s in searches if s.name not in failed and s.next_rate() is not None]
+        if not active:
+            break
+        for search in active:
+            rate = search.next_rate()
+            assert rate is not None
+            try:
+                search.record(rate, measure(lab, search.name, rate, duration))
+            except StartError as exc:
+                failed[search.name] = str(exc)
+                print(f"  {search.name}: FAILED: {exc}", flush=True)
+    return {s.name: (s.best, s.best_cpu) for s in searches if s.name not in failed}
 
 
 def profile_ours(lab: Lab, rate: int, duration: int) -> None:
@@ -306,34 +351,55 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=int, default=10, help="perfdhcp seconds per rate (reference runs: 20)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="independent rate searches; the median is reported"
+    )
     parser.add_argument("--servers", default="ours,kea,dnsmasq")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    names = args.servers.split(",")
     lab = Lab()
-    results: dict[str, tuple[int, float]] = {}
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    failed: dict[str, str] = {}
     try:
         lab.up()
-        for name in args.servers.split(","):
-            rate, cpu, _ = best_rate(lab, name, args.duration)
-            results[name] = (rate, cpu)
-        if args.profile and results.get("ours", (0, 0))[0]:
-            profile_ours(lab, results["ours"][0], args.duration)
+        for rnd in range(args.rounds):
+            order = names[rnd % len(names) :] + names[: rnd % len(names)]  # rotate who goes first
+            print(f"round {rnd + 1}/{args.rounds} ({', '.join(order)})", flush=True)
+            for name, (rate, cpu) in run_round(lab, order, args.duration, failed).items():
+                samples[name].append(rate)
+                cpus[name].append(cpu)
+        best_ours = summarize(samples.get("ours", [])).median
+        if args.profile and best_ours and "ours" not in failed:
+            profile_ours(lab, int(best_ours), args.duration)
     finally:
         lab.down()
     print(
-        f"\nDHCP full DORA, highest rate with < {CLEAN}% drops ({time.strftime('%Y-%m-%d')}, "
-        f"perfdhcp -R 10000 -p {args.duration}):"
+        f"\nDHCP full DORA, highest rate with < {CLEAN}% drops ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"perfdhcp -R 10000 -p {args.duration}; median of {args.rounds} interleaved rounds):"
     )
-    print(f"  {'server':10} {'DORA/s':>8} {'server CPU':>11}")
-    for name, (rate, cpu) in results.items():
-        print(f"  {name:10} {rate:>8} {cpu:>10.0f}%")
-    ours = results.get("ours", (0, 0.0))[0]
-    for peer in ("kea", "dnsmasq"):
-        if peer in results and "ours" in results:
-            theirs = results[peer][0]
-            ratio = ours / theirs if theirs else 0.0
-            print(f"RESULT dhcp_dora_per_s ours={ours} {peer}={theirs} ratio={ratio:.2f} unit=1/s")
-    return 0
+    print(f"  {'server':10} {'DORA/s':>8} {'samples':>20} {'server CPU':>11}")
+    for name in names:
+        if name in failed:
+            print(f"  {name:10} {'failed':>8}  {failed[name]}")
+            continue
+        rate = summarize(samples[name])
+        cpu = summarize(cpus[name])
+        shown = ",".join(str(int(x)) for x in samples[name])
+        print(f"  {name:10} {rate.median:>8.0f} {shown:>20} {cpu.median:>10.0f}%")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  (load average at the end: {load}; CPUs: {os.cpu_count()})")
+    ours = None if "ours" in failed else samples.get("ours")
+    for peer in names:
+        if peer == "ours" or "ours" not in names:
+            continue
+        if peer in failed:
+            print(f"PEER-FAILED {peer}: {failed[peer]}")
+        theirs = None if peer in failed else samples[peer]
+        print(result_line("dhcp_dora_per_s", ours, peer, theirs, "1/s", ".0f"))
+    # Only our own server failing fails the benchmark; a peer failing is reported above.
+    return 1 if "ours" in failed else 0
 
 
 if __name__ == "__main__":

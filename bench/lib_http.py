@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lib_stats import result_line
 from lib_topology import SERVER_IP, ensure_tools, namespaces, sh
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +87,10 @@ def cpu_seconds(pid: int) -> float:
 def nginx_conf(work: Path, assets: Path) -> Path:
     conf = work / "nginx.conf"
     conf.write_text(
-        f"""worker_processes 2;
+        # Workers as root: our server keeps its state directory owner-only (issue 14,
+        # re-applied whenever the store opens), and nginx serves the same state/assets.
+        f"""user root;
+worker_processes 2;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 daemon off;
@@ -135,7 +139,7 @@ TESTS = (
 def drive(runs: int, clients: int) -> int:
     ensure_tools({"nginx": "nginx-light", "curl": "curl"})
     work = Path(tempfile.mkdtemp(prefix="pv-bench-http-"))
-    work.chmod(0o755)  # nginx workers run unprivileged and must read the assets
+    work.chmod(0o755)  # readable by anyone: a scratch directory of test data
     try:
         state = work / "state"
         state.mkdir()
@@ -145,56 +149,36 @@ def drive(runs: int, clients: int) -> int:
         conf = nginx_conf(work, state / "assets")
         results: dict[str, dict[str, list[float]]] = {"ours": {}, "nginx": {}, "bare": {}}
         moved = {"ours": 0, "nginx": 0, "bare": 0}
+        failed: dict[str, str] = {}
         with namespaces("http") as (srv, cli), contextlib.ExitStack() as stack:
             me = str(Path(__file__).resolve())
-            ours = stack.enter_context(
-                server_process(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        srv,
-                        py,
-                        me,
-                        "serve",
-                        str(state),
-                        f"{SERVER_IP}:{OURS_PORT}",
-                        str(work / "access.log"),
-                    ],
-                    port_bound(srv, OURS_PORT),
-                    work / "ours.log",
-                )
-            )
-            nginx = stack.enter_context(
-                server_process(
-                    ["ip", "netns", "exec", srv, "nginx", "-c", str(conf), "-p", str(work)],
-                    port_bound(srv, NGINX_PORT),
-                    work / "nginx.log",
-                )
-            )
-            bare = stack.enter_context(
-                server_process(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        srv,
-                        py,
-                        me,
-                        "serve-bare",
-                        str(state),
-                        f"{SERVER_IP}:{BARE_PORT}",
-                    ],
-                    port_bound(srv, BARE_PORT),
-                    work / "bare.log",
-                )
-            )
-            bases = {
-                "ours": f"http://{SERVER_IP}:{OURS_PORT}",
-                "nginx": f"http://{SERVER_IP}:{NGINX_PORT}",
-                "bare": f"http://{SERVER_IP}:{BARE_PORT}",
+            argvs = {
+                "ours": [py, me, "serve", str(state), f"{SERVER_IP}:{OURS_PORT}", str(work / "access.log")],
+                "nginx": ["nginx", "-c", str(conf), "-p", str(work)],
+                "bare": [py, me, "serve-bare", str(state), f"{SERVER_IP}:{BARE_PORT}"],
             }
-            pids = {"ours": ours.pid, "nginx": nginx.pid, "bare": bare.pid}
+            ports = {"ours": OURS_PORT, "nginx": NGINX_PORT, "bare": BARE_PORT}
+            pids: dict[str, int] = {}
+            for name, argv in argvs.items():
+                # Every start is verified (port bound) and tried twice; a peer that still
+                # fails is reported as failed and the others are measured.
+                for attempt in (1, 2):
+                    try:
+                        proc = stack.enter_context(
+                            server_process(
+                                ["ip", "netns", "exec", srv, *argv],
+                                port_bound(srv, ports[name]),
+                                work / f"{name}.log",
+                            )
+                        )
+                    except RuntimeError as exc:
+                        print(f"{name}: start attempt {attempt} failed: {str(exc)[-400:]}", flush=True)
+                        failed[name] = str(exc)[-400:]
+                        continue
+                    failed.pop(name, None)
+                    pids[name] = proc.pid
+                    break
+            bases = {name: f"http://{SERVER_IP}:{port}" for name, port in ports.items()}
             cpu = dict.fromkeys(bases, 0.0)
             # Both servers run side by side; each measurement of ours is paired with one of
             # nginx taken right after (or before: the order alternates), so load drift on a
@@ -204,16 +188,24 @@ def drive(runs: int, clients: int) -> int:
                     n = clients if count > 1 else 1
                     order = ["ours", "nginx", "bare"] if rnd % 2 else ["bare", "nginx", "ours"]
                     for name in order:
+                        if name in failed:
+                            continue
                         before = cpu_seconds(pids[name])
-                        rate = downloads(cli, f"{bases[name]}/assets/{asset}/kernel", n, size)
+                        try:
+                            rate = downloads(cli, f"{bases[name]}/assets/{asset}/kernel", n, size)
+                        except RuntimeError as exc:
+                            failed[name] = str(exc)
+                            print(f"{name} FAILED: {exc}", flush=True)
+                            continue
                         if rnd:
                             cpu[name] += cpu_seconds(pids[name]) - before
                             moved[name] += n * size
                             results[name].setdefault(key, []).append(rate)
                 print(f"round {rnd}{' (warm-up)' if rnd == 0 else ''} done", flush=True)
-        cpu_per_gb = {name: cpu[name] / (moved[name] / 1e9) for name in cpu}
-        report(results, cpu_per_gb, clients, runs, work)
-        return 0
+        cpu_per_gb = {name: cpu[name] / (moved[name] / 1e9) if moved[name] else 0.0 for name in cpu}
+        report(results, cpu_per_gb, clients, runs, work, failed)
+        # Only our own server failing fails the benchmark; a peer failing is reported.
+        return 1 if "ours" in failed else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -224,18 +216,26 @@ def report(
     clients: int,
     runs: int,
     work: Path,
+    failed: dict[str, str],
 ) -> None:
+    def med(name: str, key: str) -> str:
+        got = results[name].get(key)
+        return f"{statistics.median(got):.0f}" if got and name not in failed else "failed"
+
+    def ratio(x: str, y: str) -> str:
+        return f"{float(x) / float(y):.2f}" if "failed" not in (x, y) else "n/a"
+
     print()
     print(f"{'test':<36} {'ours MB/s':>10} {'nginx MB/s':>11} {'ratio':>7} {'bare aiohttp':>13} {'ratio':>7}")
     lines = []
     for label, key, _, _, count in TESTS:
-        a = statistics.median(results["ours"][key])
-        b = statistics.median(results["nginx"][key])
-        c = statistics.median(results["bare"][key])
+        a, b, c = med("ours", key), med("nginx", key), med("bare", key)
         shown = label.replace("50", str(clients)) if count > 1 else label
-        print(f"{shown:<36} {a:>10.0f} {b:>11.0f} {a / b:>7.2f} {c:>13.0f} {c / b:>7.2f}")
+        print(f"{shown:<36} {a:>10} {b:>11} {ratio(a, b):>7} {c:>13} {ratio(c, b):>7}")
         metric = key.replace("x50", f"x{clients}")
-        lines.append(f"RESULT {metric} ours={a:.0f} nginx={b:.0f} ratio={a / b:.2f} unit=MB/s")
+        ours = None if "ours" in failed else results["ours"].get(key, [])
+        theirs = None if "nginx" in failed else results["nginx"].get(key, [])
+        lines.append(result_line(metric, ours, "nginx", theirs, "MB/s", ".0f"))
     print(
         f"{'server CPU-s per GB':<36} {cpu_per_gb['ours']:>10.2f} {cpu_per_gb['nginx']:>11.2f}"
         f" {'':>7} {cpu_per_gb['bare']:>13.2f}"
@@ -245,6 +245,8 @@ def report(
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"(median of {runs} paired runs; access log lines written by ours: {logged};")
     print(f" load average at the end: {load}; CPUs: {os.cpu_count()})")
+    for name, why in failed.items():
+        print(f"{'OURS-FAILED' if name == 'ours' else 'PEER-FAILED'} {name}: {why}")
     for line in lines:
         print(line)
 

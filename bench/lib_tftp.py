@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lib_stats import result_line
 from lib_topology import SERVER_IP, ensure_tools, namespaces, sh
 
 if TYPE_CHECKING:
@@ -155,6 +156,8 @@ def measure(cli: str, out: Path) -> dict[str, float]:
 
 def drive(runs: int) -> int:
     ensure_tools(TOOLS)
+    samples: dict[str, dict[str, list[float]]] = {}
+    failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="pv-tftp-bench-") as tmp:
         root, out = Path(tmp) / "root", Path(tmp) / "out"
         root.mkdir()
@@ -162,40 +165,70 @@ def drive(runs: int) -> int:
         (root / "f64m.bin").write_bytes(os.urandom(64 * MIB))
         (root / "f8m.bin").write_bytes(os.urandom(8 * MIB))
         os.chmod(tmp, 0o755)  # noqa: PTH101 - dnsmasq and tftpd drop privileges
-        samples: dict[str, dict[str, list[float]]] = {}
         with namespaces("tftp") as (srv, cli):
             # Runs are interleaved (ours, tftpd-hpa, dnsmasq, ours, ...) so that drift in
-            # a shared machine's load hits every server alike; the median is reported.
+            # a shared machine's load hits every server alike; the median is reported. A
+            # server that fails to start (twice) or to serve leaves the benchmark and is
+            # reported as failed; the others carry on.
             for run in range(runs):
                 for name, argv in peers(srv, root, Path(tmp)).items():
-                    with server_process(argv, port69_bound(srv)):
-                        for metric, rate in measure(cli, out).items():
-                            samples.setdefault(name, {}).setdefault(metric, []).append(rate)
+                    if name in failed:
+                        continue
+                    try:
+                        rates = measure_with_retry(argv, srv, cli, out)
+                    except RuntimeError as exc:
+                        failed[name] = str(exc)[-600:]
+                        print(
+                            f"run {run + 1}/{runs}: {name} FAILED: {failed[name]}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        continue
+                    for metric, rate in rates.items():
+                        samples.setdefault(name, {}).setdefault(metric, []).append(rate)
                     print(f"run {run + 1}/{runs}: measured {name}", file=sys.stderr, flush=True)
-    results = {
-        name: {metric: statistics.median(rates) for metric, rates in metrics.items()}
-        for name, metrics in samples.items()
-    }
-    report(results)
-    return 0
+    report(samples, failed)
+    # Only our own server failing fails the benchmark; a peer failing is reported.
+    return 1 if "ours" in failed else 0
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
-    names = list(results["ours"])
-    width = max(len(n) for n in names)
+def measure_with_retry(argv: list[str], srv: str, cli: str, out: Path) -> dict[str, float]:
+    """Start a server (verified listening; one more try if that fails) and take one sample."""
+    for attempt in (1, 2):
+        try:
+            with server_process(argv, port69_bound(srv)):
+                return measure(cli, out)
+        except RuntimeError as exc:
+            if attempt == 2 or "did not start" not in str(exc):
+                raise
+            print(f"start attempt {attempt} failed: {exc}", file=sys.stderr, flush=True)
+    raise AssertionError  # unreachable
+
+
+def report(samples: dict[str, dict[str, list[float]]], failed: dict[str, str]) -> None:
+    names = [m for metrics in samples.values() for m in metrics]
+    names = list(dict.fromkeys(names))
+    if not names:
+        print("TFTP: no server measured")
+    width = max((len(n) for n in names), default=4)
+    servers = ("ours", "tftpd-hpa", "dnsmasq")
     print(f"TFTP, MiB/s (median), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'test':<{width}}  {'ours':>8}  {'tftpd-hpa':>9}  {'dnsmasq':>8}")
     for metric in names:
-        row = [results[p][metric] for p in ("ours", "tftpd-hpa", "dnsmasq")]
-        print(f"{metric:<{width}}  {row[0]:>8.1f}  {row[1]:>9.1f}  {row[2]:>8.1f}")
+        row = []
+        for p in servers:
+            got = samples.get(p, {}).get(metric)
+            row.append(f"{statistics.median(got):.1f}" if got else "failed")
+        print(f"{metric:<{width}}  {row[0]:>8}  {row[1]:>9}  {row[2]:>8}")
+    for peer, why in failed.items():
+        print(f"{'PEER-FAILED' if peer != 'ours' else 'OURS-FAILED'} {peer}: {why}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"(load average at the end: {load}; CPUs: {os.cpu_count()})")
     for metric in names:
-        ours = results["ours"][metric]
+        ours = None if "ours" in failed else samples.get("ours", {}).get(metric, [])
         for peer in ("tftpd-hpa", "dnsmasq"):
-            theirs = results[peer][metric]
-            print(
-                f"RESULT tftp_{metric} ours={ours:.1f} {peer}={theirs:.1f} "
-                f"ratio={ours / theirs:.2f} unit=MiB/s"
-            )
+            theirs = None if peer in failed else samples.get(peer, {}).get(metric, [])
+            print(result_line(f"tftp_{metric}", ours, peer, theirs, "MiB/s"))
 
 
 def serve(

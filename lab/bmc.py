@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import serversession
 
-from lab.vm import MEMORY_MIB, OVMF_VARS, QmpError, VmFiles, qemu_argv, qmp_command
+from lab.vm import MEMORY_MIB, OVMF_VARS, QmpError, VmFiles, create_disk, qemu_argv, qmp_command
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,13 +60,14 @@ def _stamp() -> str:
 def boot_argument(device: str, *, persistent: bool) -> str:
     """Return QEMU's ``-boot`` value for an IPMI boot device override.
 
-    With no override the order is disk, then network (a real box with an empty disk falls
-    through to PXE). A one-time override maps to ``once=``, which QEMU forgets on reset.
+    With no override the order is network, then disk (network-first, common in racks: every
+    reboot of an installed machine comes back to the provisioner, which answers "boot from
+    disk"). A one-time override maps to ``once=``, which QEMU forgets on reset.
     """
     letter = {"network": "n", "hd": "c"}.get(device)
     if letter is None:
-        return "order=cn"
-    return f"order={letter}" if persistent else f"once={letter},order=cn"
+        return "order=nc"
+    return f"order={letter}" if persistent else f"once={letter},order=nc"
 
 
 class LabServerSession(serversession.ServerSession):  # type: ignore[misc]
@@ -138,6 +139,7 @@ class LabBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             return 0
         if self.vm.firmware != "bios" and not self.files.ovmf_vars.exists():
             shutil.copyfile(OVMF_VARS, self.files.ovmf_vars)
+        create_disk(self.files.disk)
         boot = boot_argument(self.boot_device, persistent=self.boot_persistent)
         argv = qemu_argv(self.machine, self.files, self.vm.firmware, boot=boot, memory_mib=self.vm.memory_mib)
         if not self.boot_persistent:

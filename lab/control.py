@@ -235,7 +235,7 @@ def lab_files(state: LabState) -> list[Path]:
     for machine in lab_machines(state.machines):
         files.append(state_dir / f"bmcd-{machine.name}.log")
         vm = VmFiles.under(state_dir, machine.name)
-        files += [vm.serial_log, vm.qmp_socket, vm.pid_file, vm.ovmf_vars]
+        files += [vm.serial_log, vm.qmp_socket, vm.pid_file, vm.ovmf_vars, vm.disk]
         files.append(state_dir / f"{machine.name}.qemu.log")
     return files
 

@@ -12,6 +12,7 @@ import gzip
 import re
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from lab.cpio import CpioEntry, newc_archive
@@ -21,8 +22,21 @@ __all__ = ["KernelNotFoundError", "build_initramfs", "find_kernel", "module_load
 AGENT_DIR = Path(__file__).resolve().parent / "agent"
 # Drivers the lab VMs need: virtio-net (the default NIC), e1000, the ACPI power button
 # and evdev (so a soft power-off reaches busybox acpid).
-WANTED_MODULES = ("virtio_pci", "virtio_net", "e1000", "button", "evdev")
-BINARIES = ("/usr/bin/curl", "/usr/bin/openssl")
+# virtio_blk and FAT (vfat + code pages) so that the agent can install to the VM's disk.
+WANTED_MODULES = (
+    "virtio_pci", "virtio_net", "e1000", "button", "evdev",
+    "virtio_blk", "vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii",
+)  # fmt: skip
+BINARIES = (
+    "/usr/bin/curl", "/usr/bin/openssl", "/usr/sbin/sfdisk", "/usr/bin/extlinux", "/usr/sbin/mkfs.fat",
+)  # fmt: skip
+# The BIOS boot code the agent writes to the disk's first sector (syslinux-common): it boots
+# the GPT partition marked "legacy BIOS bootable", where extlinux is installed.
+GPTMBR = Path("/usr/lib/syslinux/mbr/gptmbr.bin")
+# The UEFI boot loader: a GRUB EFI binary made on the host (grub-efi-amd64-bin) whose
+# built-in config finds the BOOT partition by a marker file and reads its grub.cfg.
+GRUB_EMBEDDED_CFG = "search --no-floppy --file /lab-boot --set=root\nconfigfile ($root)/grub.cfg\n"
+GRUB_MODULES = "part_gpt fat search search_fs_file linux configfile normal echo gzio"
 OPENSSL_CNF = Path("/usr/lib/ssl/openssl.cnf")
 _DIR = stat.S_IFDIR | 0o755
 _FILE = stat.S_IFREG | 0o644
@@ -85,8 +99,26 @@ def _with_parents(entries: dict[str, CpioEntry], name: str, entry: CpioEntry) ->
     entries[name] = entry
 
 
+def build_grub_efi(workdir: Path) -> Path:
+    """Make the GRUB EFI binary the agent installs as ``EFI/BOOT/BOOTX64.EFI``."""
+    cfg = workdir / "embedded.cfg"
+    cfg.write_text(GRUB_EMBEDDED_CFG, encoding="utf-8")
+    out = workdir / "BOOTX64.EFI"
+    subprocess.run(
+        ["grub-mkstandalone", "-O", "x86_64-efi", f"--modules={GRUB_MODULES}",
+         f"--install-modules={GRUB_MODULES}", "--locales=", "--fonts=", "--themes=",
+         "-o", str(out), f"boot/grub/grub.cfg={cfg}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
 def initramfs_entries(release: str) -> list[CpioEntry]:
-    """Return every entry of the initramfs for kernel ``release``."""
+    """Return every entry of the initramfs for kernel ``release``.
+
+    Besides the agent it carries what installing to a disk needs (lab/README.md, "Disks
+    and install"): the kernel itself, the GPT boot sector and the GRUB EFI binary.
+    """
     entries: dict[str, CpioEntry] = {}
 
     def add_file(name: str, source: Path, mode: int = _FILE) -> None:
@@ -102,7 +134,12 @@ def initramfs_entries(release: str) -> list[CpioEntry]:
     add_file("lab/lib.sh", AGENT_DIR / "lib.sh")
     add_file("etc/udhcpc.script", AGENT_DIR / "udhcpc.script", _EXEC)
     add_file("etc/acpi/PWRF/00000080", AGENT_DIR / "power-button.sh", _EXEC)
+    add_file("lab/install.sh", AGENT_DIR / "install.sh")
     add_file("usr/lib/ssl/openssl.cnf", OPENSSL_CNF)
+    add_file("lab/install/vmlinuz", Path("/boot") / f"vmlinuz-{release}")
+    add_file("lab/install/gptmbr.bin", GPTMBR)
+    with tempfile.TemporaryDirectory(prefix="lab-grub-") as tmp:
+        add_file("lab/install/BOOTX64.EFI", build_grub_efi(Path(tmp)))
     for binary in BINARIES:
         add_file(binary.lstrip("/"), Path(binary), _EXEC)
         for lib in _shared_libraries(binary):

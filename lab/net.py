@@ -73,6 +73,24 @@ def create_bridge(namespace: str, bridge: str, mac: str = BRIDGE_MAC) -> None:
     _ip("addr", "add", BRIDGE_CIDR, "dev", bridge, namespace=namespace)
     _ip("addr", "add", BRIDGE_CIDR6, "dev", bridge, "nodad", namespace=namespace)
     _ip("link", "set", bridge, "up", namespace=namespace)
+    disable_tx_checksum_offload(namespace, bridge)
+
+
+def disable_tx_checksum_offload(namespace: str, bridge: str) -> None:
+    """Have the kernel complete UDP checksums of what the host sends over the bridge.
+
+    With transmit checksum offload (a bridge inherits it from taps that have vnet headers,
+    as libvirt's taps do) the daemon's DHCP answers leave with a partial checksum and the
+    offload flag; QEMU hands them on with a virtio-net header, and firmware that checks
+    UDP checksums (iPXE) drops them. Turned off on the bridge, the stack checksums in
+    software before the bridge forwards to any tap (ethtool -K: "wanted" features stay off
+    when ports join).
+    """
+    argv = netns_argv(namespace, ["ethtool", "-K", bridge, "tx", "off"])
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        msg = f"{' '.join(argv)}: {proc.stderr.strip() or 'failed'} (apt-get install ethtool)"
+        raise NetnsError(msg)
 
 
 def add_tap(namespace: str, bridge: str, tap: str) -> None:

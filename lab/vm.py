@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ __all__ = [
     "OVMF_VARS",
     "QmpError",
     "VmFiles",
+    "create_disk",
     "qemu_argv",
     "qmp_command",
 ]
@@ -30,6 +32,23 @@ FIRMWARES = ("bios", "uefi", "uefi-pxe")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MEMORY_MIB = 256
+DISK_SIZE = "192M"  # the lab's scaled-down Talos layout (agent/install.sh) fits in it
+
+
+def create_disk(path: Path, size: str = DISK_SIZE) -> None:
+    """Create an empty qcow2 disk for a VM (``qemu-img``) unless it exists."""
+    if path.exists():
+        return
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(path), size],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
+def _boot_first(boot: str) -> str:
+    """The device letter a ``-boot`` value boots first (``once=`` wins over ``order=``)."""
+    fields = dict(part.split("=", 1) for part in boot.split(",") if "=" in part)
+    return (fields.get("once") or fields.get("order") or "n")[0]
 
 
 class QmpError(RuntimeError):
@@ -44,6 +63,7 @@ class VmFiles:
     qmp_socket: Path
     pid_file: Path
     ovmf_vars: Path
+    disk: Path
 
     @classmethod
     def under(cls, directory: Path, name: str) -> VmFiles:
@@ -53,6 +73,7 @@ class VmFiles:
             qmp_socket=directory / f"{name}.qmp",
             pid_file=directory / f"{name}.pid",
             ovmf_vars=directory / f"{name}.OVMF_VARS.fd",
+            disk=directory / f"{name}.disk.qcow2",
         )
 
 
@@ -76,6 +97,13 @@ def qemu_argv(
     nic = f"virtio-net-pci,netdev=net0,mac={machine.mac}"
     if firmware == "uefi-pxe":
         nic += ",romfile="
+    disk = "virtio-blk-pci,drive=disk0"
+    if firmware != "bios":
+        # OVMF ignores -boot order=; it follows the devices' bootindex (QEMU's "bootorder"
+        # fw_cfg file). SeaBIOS follows -boot, which also keeps one-time overrides.
+        net_first = _boot_first(boot) == "n"
+        nic += f",bootindex={1 if net_first else 2}"
+        disk += f",bootindex={2 if net_first else 1}"
     argv = [
         "qemu-system-x86_64",
         "-name", f"{machine.name},process=qemu-{machine.name}",
@@ -94,6 +122,8 @@ def qemu_argv(
         # them the kernel completes the checksum before QEMU reads the frame.
         "-netdev", f"tap,id=net0,ifname={machine.tap},script=no,downscript=no,vnet_hdr=off",
         "-device", nic,
+        "-drive", f"file={files.disk},if=none,id=disk0,format=qcow2",
+        "-device", disk,
         "-boot", boot,
         "-qmp", f"unix:{files.qmp_socket},server=on,wait=off",
         "-pidfile", str(files.pid_file),

@@ -149,3 +149,15 @@ grpc_response_field() {
         }
     }'
 }
+
+# kube_cluster_endpoint: the Kubernetes endpoint of a multi-document config (Talos 1.14+
+# moves cluster.controlPlane.endpoint to the KubeClusterConfig document's `endpoint`).
+kube_cluster_endpoint() {
+    awk '
+    function flush() { if (kind == "KubeClusterConfig" && ep != "") { print ep; found = 1; exit } kind = ""; ep = "" }
+    /^---/ { flush(); next }
+    /^kind:/ { kind = $2 }
+    /^endpoint:/ { ep = $2; gsub(/["\047]/, "", ep) }
+    END { if (!found) flush() }
+    '
+}

@@ -25,6 +25,7 @@ Addresses are dotted strings: policy code compares and stores them as such.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,8 +71,13 @@ def _ip(raw: bytes) -> str:
     return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_to_bytes(text: str) -> bytes:
-    """Dotted quad to 4 bytes; raises LocalProtocolError for anything else."""
+    """Dotted quad to 4 bytes; raises LocalProtocolError for anything else.
+
+    Cached (bounded): every reply encodes four addresses, three of them (ciaddr, siaddr,
+    giaddr) nearly always the same few; exceptions are not cached.
+    """
     parts = text.split(".")
     try:
         values = bytes(int(p) for p in parts)

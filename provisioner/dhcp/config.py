@@ -31,6 +31,13 @@ class Subnet:
     dns: tuple[str, ...]
     lease_time: int
     domain: str
+    # The network as ints, computed once: `contains` runs for every relayed packet (hot path).
+    _mask: int = field(init=False, repr=False, compare=False, default=0)
+    _net: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_mask", int(self.network.netmask))
+        object.__setattr__(self, "_net", int(self.network.network_address))
 
     def contains(self, ip: str) -> bool:
         """True when `ip` is inside this subnet."""
@@ -38,7 +45,7 @@ class Subnet:
             value = ip_to_int(ip)
         except ValueError:
             return False
-        return value & int(self.network.netmask) == int(self.network.network_address)
+        return value & self._mask == self._net
 
     def in_pool(self, ip: str) -> bool:
         """True when `ip` is in the dynamic range."""

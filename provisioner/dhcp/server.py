@@ -62,6 +62,7 @@ HOUSEKEEPING_S = 5.0
 DISCOVERED_REPEAT_S = 60.0
 MAX_DISCOVERED_TRACKED = 4_096
 DECLINE_RATE_PER_S = 5.0
+_MESSAGE_TYPES = frozenset(int(m) for m in MessageType)  # a set: checked per datagram
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,7 @@ class DhcpServer:
             self._drop("not_request", "from %r", addr)
             return
         mtype = request.message_type
-        if mtype is None or mtype not in MessageType.__members__.values():
+        if mtype is None or mtype not in _MESSAGE_TYPES:
             self._drop("no_message_type", "from %r (plain BOOTP is not served)", addr)
             return
         view = client_view(request)

@@ -3,13 +3,15 @@
 Why: through SQLAlchemy + aiosqlite, each transaction costs ~1 ms of event-loop CPU
 (statement handling, greenlet hops, one thread round trip per call). A DHCP server under
 load commits hundreds of small batches a second, so that overhead, not the fsync, capped
-the DORA rate. Here the whole batch (BEGIN IMMEDIATE, one upsert per lease, COMMIT) runs
+the DORA rate. Here the whole batch (BEGIN IMMEDIATE, the upserts, COMMIT) runs
 in one call on a dedicated thread; the event loop only awaits one future per batch, and
 the thread releases the GIL while SQLite writes and fsyncs.
 
 Same pragmas as `provisioner.store.db` (WAL, synchronous=FULL: a returned commit is on
 disk), same conflict rule as `SqlLeaseStore` (one row per ip; a row is replaced only by
 the same binding or when it no longer holds the address: `binding.LEASE_UPSERT_WHERE`).
+A batch goes as multi-row INSERTs (one statement per 100 leases); the caller passes one
+lease per ip, since one statement cannot upsert the same row twice.
 """
 
 from __future__ import annotations
@@ -25,16 +27,27 @@ from provisioner.dhcp.book import Lease
 
 __all__ = ["SqliteLeaseWriter"]
 
-_UPSERT = f"""
-INSERT INTO lease (ip, mac, client_id, hostname, state, expires_at, machine, instance, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+_COLUMNS = "(ip, mac, client_id, hostname, state, expires_at, machine, instance, updated_at)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CONFLICT = f"""
 ON CONFLICT (ip) DO UPDATE SET
     mac = excluded.mac, client_id = excluded.client_id, hostname = excluded.hostname,
     state = excluded.state, expires_at = excluded.expires_at, machine = excluded.machine,
     instance = excluded.instance, updated_at = excluded.updated_at
 WHERE {LEASE_UPSERT_WHERE}
 RETURNING ip
-"""  # noqa: S608 - a constant: no client data is formatted into it
+"""
+# Rows per INSERT statement: one statement per chunk instead of one per lease saves the
+# per-execute cost (~10-20 us of the writer thread's Python, which competes with the event
+# loop for the GIL). 9 parameters a row stays far below SQLITE_MAX_VARIABLE_NUMBER (32766
+# since SQLite 3.32; 999 before: 100 rows fit both).
+_CHUNK = 100
+
+
+def _upsert(rows: int) -> str:
+    # Constant text built from a row count: no client data is formatted into it.
+    values = ", ".join([_ROW] * rows)
+    return f"INSERT INTO lease {_COLUMNS} VALUES {values}{_CONFLICT}"  # noqa: S608
 
 
 def _ts(value: float) -> str:
@@ -66,10 +79,11 @@ class SqliteLeaseWriter:
         won: set[str] = set()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for lease in leases:
-                row = conn.execute(
-                    _UPSERT,
-                    (
+            for start in range(0, len(leases), _CHUNK):
+                chunk = leases[start : start + _CHUNK]
+                params: list[object] = []
+                for lease in chunk:
+                    params += (
                         lease.ip,
                         lease.mac,
                         lease.client_id,
@@ -79,10 +93,8 @@ class SqliteLeaseWriter:
                         lease.machine,
                         lease.instance,
                         stamp,
-                    ),
-                ).fetchone()
-                if row is not None:
-                    won.add(row[0])
+                    )
+                won.update(row[0] for row in conn.execute(_upsert(len(chunk)), params))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -8,7 +8,7 @@ one definition of the upsert rule, used here and by the SQLite writer thread).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,27 +112,12 @@ class SqlLeaseStore:
         if not leases:
             return []
         latest = {lease.ip: lease for lease in leases}  # one row per ip per statement
-        stamp = _ts(now)
-        rows = [
-            {
-                "ip": lease.ip,
-                "mac": lease.mac,
-                "client_id": lease.client_id,
-                "hostname": lease.hostname,
-                "state": str(lease.state),
-                "expires_at": _ts(lease.expires_at),
-                "machine": lease.machine,
-                "instance": lease.instance,
-                "updated_at": stamp,
-            }
-            for lease in latest.values()
-        ]
         try:
             if self._writer is not None:
                 won = await self._writer.commit(list(latest.values()), now)
             else:
                 async with self.engine.begin() as conn:
-                    result = await conn.execute(self._upsert(), rows)
+                    result = await conn.execute(self._upsert(), _rows(latest.values(), now))
                     won = {row[0] for row in result}
         except Exception as exc:  # the driver's errors vary; the caller must not ACK
             raise StoreError(str(exc)) from exc
@@ -173,3 +158,22 @@ class SqlLeaseStore:
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
+
+
+def _rows(leases: Iterable[Lease], now: float) -> list[dict[str, Any]]:
+    # Only for the SQLAlchemy path: the SQLite writer binds its own tuples (hot path).
+    stamp = _ts(now)
+    return [
+        {
+            "ip": lease.ip,
+            "mac": lease.mac,
+            "client_id": lease.client_id,
+            "hostname": lease.hostname,
+            "state": str(lease.state),
+            "expires_at": _ts(lease.expires_at),
+            "machine": lease.machine,
+            "instance": lease.instance,
+            "updated_at": stamp,
+        }
+        for lease in leases
+    ]

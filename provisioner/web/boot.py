@@ -12,6 +12,7 @@ from provisioner.lifecycle import Signal
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
 from provisioner.model import MachineSummary
 from provisioner.store.assets import NAME_RE
+from provisioner.store.records import MachineRecord
 from provisioner.web.claim import check_served_elsewhere, claim_refusal
 from provisioner.web.context import WebContext, ctx
 from provisioner.web.ipxe import BootPlatform, IpxeError
@@ -20,6 +21,10 @@ from provisioner.web.policy import BootAction, decide_boot
 __all__ = ["boot_script", "machine_script", "routes"]
 
 log = logging.getLogger(__name__)
+
+DECIDE_ATTEMPTS = 3
+"""Reads and decisions of one /ipxe request before it gives up on a machine whose state
+keeps moving under it (each lost compare-and-set means another actor made progress)."""
 
 MAX_NICS = 16
 IPXE_CONTENT_TYPE = "text/plain"
@@ -118,21 +123,35 @@ async def machine_script(request: web.Request) -> web.Response:
         platform = BootPlatform.from_query(labels.arch, request.query.get("platform"))
         return await _unknown(c, labels, source, platform)
     name = record.name
-    decision = decide_boot(record)
     platform = BootPlatform.from_query(labels.arch, request.query.get("platform"))
-    if decision.action is BootAction.DISK:
-        return _script(c.ipxe.disk(machine=name, mode=decision.disk_mode))
-    if decision.action is BootAction.HOLD:
-        await check_served_elsewhere(c, record, source)
-        return _script(c.ipxe.hold(machine=name, reason=decision.reason))
-    return await _install(c, record_name=name, source=source, platform=platform)
+    # The state is read, decided on, then moved by compare-and-set. Another actor (the
+    # reconciler moving Registered -> PoweringOn as `provision` starts, another instance)
+    # may move the machine in between; the request then decides again on the fresh
+    # record rather than refusing a machine that is booting. Bounded: a machine whose
+    # state keeps changing under us gets "state-changed".
+    for _ in range(DECIDE_ATTEMPTS):
+        decision = decide_boot(record)
+        if decision.action is BootAction.DISK:
+            return _script(c.ipxe.disk(machine=name, mode=decision.disk_mode))
+        if decision.action is BootAction.HOLD:
+            await check_served_elsewhere(c, record, source)
+            return _script(c.ipxe.hold(machine=name, reason=decision.reason))
+        response = await _install(c, record=record, source=source, platform=platform)
+        if response is not None:
+            return response
+        record = await c.rt.store.get_machine(name)
+        if record is None:
+            return _script(c.ipxe.error(machine=name, reason="machine-deleted"))
+    return _refuse_boot(c, name, "state-changed", source)
 
 
-async def _install(c: WebContext, *, record_name: str, source: str, platform: BootPlatform) -> web.Response:
+async def _install(
+    c: WebContext, *, record: MachineRecord, source: str, platform: BootPlatform
+) -> web.Response | None:
+    """The install script with a fresh token; None when another actor moved the machine first."""
     store = c.rt.store
-    record = await store.get_machine(record_name)
-    if record is None:
-        return _script(c.ipxe.error(machine=record_name, reason="machine-deleted"))
+    record_name = record.name
+
     cluster = await store.get_cluster(record.cluster) if record.cluster else None
     asset_name = record.spec.get("assetSet") or (cluster.asset_set if cluster else None)
     reason = ""
@@ -157,7 +176,7 @@ async def _install(c: WebContext, *, record_name: str, source: str, platform: Bo
         store, record, Signal.SCRIPT_FETCHED, "iPXE script fetched", now=now, data={"source": source}
     )
     if not moved:
-        return _refuse_boot(c, record_name, "state-changed", source)
+        return None
     token = await c.tokens.issue(record_name, source, now=now, ttl_s=c.token_ttl_s)
     try:
         text = c.ipxe.install(

@@ -98,6 +98,31 @@ def test_yaml_flatten_reads_talos_golden_worker_config() -> None:
     assert base64.b64decode(get("machine.ca.crt")).startswith(b"-----BEGIN CERTIFICATE-----")
 
 
+def test_kube_cluster_endpoint_of_a_talos_1_14_multidoc_config() -> None:
+    """Talos 1.14+ has no cluster.controlPlane.endpoint: the agent's trustd fallback reads
+    the KubeClusterConfig document (not DiscoveryServiceConfig's endpoint)."""
+    golden = GOLDEN.with_name("v1.14-base-controlplane.yaml").read_bytes()
+    assert _flat_get(golden)("cluster.controlPlane.endpoint") == ""
+    assert busybox("kube_cluster_endpoint", golden).decode().strip() == "https://base:6443"
+    single = GOLDEN.read_bytes()
+    assert busybox("kube_cluster_endpoint", single).decode().strip() == ""
+
+
+def test_install_disk_from_v1alpha1_or_unattended_install_selector(tmp_path: Path) -> None:
+    """machine.install.disk, else the UnattendedInstallConfig dev_path selector (1.14+)."""
+    v1 = tmp_path / "v1.yaml"
+    v1.write_text("version: v1alpha1\nmachine:\n    install:\n        disk: /dev/vda\n")
+    multi = tmp_path / "multi.yaml"
+    multi.write_text(
+        "version: v1alpha1\nmachine:\n    type: worker\n---\napiVersion: v1alpha1\n"
+        "kind: UnattendedInstallConfig\nprovisioning:\n    diskSelector:\n"
+        '        match: disk.dev_path == "/dev/sdz"\n'
+    )
+    install = f". {AGENT_DIR / 'install.sh'}; install_config_disk"
+    assert busybox(f"{install} {v1}").decode().strip() == "/dev/vda"
+    assert busybox(f"{install} {multi}").decode().strip() == "/dev/sdz"
+
+
 def test_grpc_frames_round_trip(tmp_path: Path) -> None:
     """A CertificateRequest frame (varint length > 127) and a response field extraction."""
     csr = tmp_path / "csr"

@@ -59,7 +59,7 @@ def test_ipmitool_power_and_bootdev(lab: Lab) -> None:
     pid = qemu_pid(lab, machine.name)
     assert pid is not None
     argv = qemu_cmdline(pid)
-    assert argv[argv.index("-boot") + 1] == "once=n,order=cn"
+    assert argv[argv.index("-boot") + 1] == "once=n,order=nc"
     assert argv[argv.index("-uuid") + 1] == machine.uuid
     assert f"mac={machine.mac}" in argv[argv.index("-device") + 1]
     assert "Chassis Power is on" in lab.ipmitool(machine.bmc_port, "power", "status")
@@ -104,8 +104,8 @@ def test_pyghmi_client_power_bootdev_reset_softoff(lab: Lab) -> None:
 
 def test_boot_argument() -> None:
     """IPMI boot overrides map onto QEMU -boot values."""
-    assert boot_argument("default", persistent=False) == "order=cn"
-    assert boot_argument("network", persistent=False) == "once=n,order=cn"
+    assert boot_argument("default", persistent=False) == "order=nc"
+    assert boot_argument("network", persistent=False) == "once=n,order=nc"
     assert boot_argument("network", persistent=True) == "order=n"
     assert boot_argument("hd", persistent=True) == "order=c"
 

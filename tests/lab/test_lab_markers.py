@@ -120,3 +120,19 @@ def test_first_attempt_needs_one_attempt_one_boot_and_provisioned() -> None:
     assert first_attempt_problems([MachineOutcome("a", "Provisioned", 1, two)]) == [
         "a: 1 attempts, 2 agent boots (no agent failure on its console)"
     ]
+
+
+def test_the_boot_from_disk_after_an_install_is_part_of_the_first_attempt() -> None:
+    """Install, reboot, boot from disk: one attempt, two agent boots, no problem; a third
+    boot (no install before it) is one."""
+    installed = (
+        "LAB-AGENT: start\nLAB-AGENT: config fetched type=worker attempts=1\n"
+        "LAB-AGENT: installing Talos to disk /dev/vda\nLAB-AGENT: install finished, rebooting\n"
+        "LAB-AGENT: start\nLAB-AGENT: booted from disk; config loaded from STATE type=worker\n"
+        "LAB-AGENT: serving 50000 on 10.77.0.11\n"
+    )
+    ok = MachineOutcome("lab-w1", "Provisioned", 1, agent_report(installed))
+    assert len(ok.agent.boots) == 2
+    assert first_attempt_problems([ok]) == []
+    extra = MachineOutcome("lab-w1", "Provisioned", 1, agent_report(installed + "LAB-AGENT: start\n"))
+    assert first_attempt_problems([extra]) != []

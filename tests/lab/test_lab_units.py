@@ -69,6 +69,16 @@ def test_qemu_argv(firmware: str, tmp_path: Path) -> None:
         assert part in line
     assert ("OVMF_CODE" in line) == (firmware != "bios")
     assert ("romfile=" in line) == (firmware == "uefi-pxe")
+    # The VM's qcow2 disk, and network first: SeaBIOS by -boot, OVMF by bootindex.
+    assert f"file={tmp_path}/lab-w1.disk.qcow2,if=none,id=disk0,format=qcow2" in line
+    assert ("bootindex=1" in line) == (firmware != "bios")
+    if firmware != "bios":
+        assert "romfile=,bootindex=1" in line or f"mac={machine.mac},bootindex=1" in line
+        assert "drive=disk0,bootindex=2" in line
+        disk_first = " ".join(
+            qemu_argv(machine, VmFiles.under(tmp_path, machine.name), firmware, boot="once=c,order=nc")
+        )
+        assert "drive=disk0,bootindex=1" in disk_first
     with pytest.raises(ValueError, match="firmware"):
         qemu_argv(machine, VmFiles.under(tmp_path, machine.name), "coreboot")
 

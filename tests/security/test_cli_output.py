@@ -17,7 +17,7 @@ from provisioner.cli import cli
 from provisioner.cli.common import safe
 from provisioner.events import Event, utcnow
 from provisioner.store.migrate import upgrade
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +27,7 @@ EVIL = "\x1b]0;pwned\x07\x1b[2J[/bold][link=http://evil.example]click[/link]\u20
 
 def _seed(state: Path) -> None:
     async def work() -> None:
-        store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
+        store = SqlStore.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         try:
             await upgrade(store.engine)
             await store.record_discovered("52:54:00:aa:bb:cc", arch=EVIL, uuid=EVIL, source="http")
