@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run, safe
+from provisioner.lifecycle import CONFIG_DELIVERY_STATES
 
 __all__ = ["machine_table", "machines"]
 
@@ -86,6 +87,12 @@ def show(state: CliState, name: str, as_json: bool) -> None:
     if record is None:
         die(f"no machine named {name!r}")
     data = _public(record)
+    if record.state in CONFIG_DELIVERY_STATES:
+        # The per-boot code the operator types on the console (docs/threats.md H1): the
+        # newest `config.code` event, shown while the config can still be fetched.
+        coded = run(state.with_store(lambda st: st.list_events(machine=name, kind="config.code", limit=1)))
+        if coded:
+            data["config_code"] = coded[0].data.get("code")
     if as_json:
         emit_json(data)
         return

@@ -107,6 +107,9 @@ class ClusterSpec(_Doc):
     cni: CniSpec = CniSpec()
     allow_scheduling_on_control_planes: bool = Field(default=False, alias="allowSchedulingOnControlPlanes")
     kernel_args: tuple[str, ...] = Field(default=(), alias="kernelArgs")
+    # A per-boot code the operator types on the machine's console (Talos `${code}`,
+    # META DownloadURLCode); the config is refused without it (docs/threats.md H1).
+    config_code: bool = Field(default=False, alias="configCode")
     cert_sans: tuple[str, ...] = Field(default=(), alias="certSANs")
     registry_mirrors: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="registryMirrors")
     # Talos generate options (generate.With...): install image, sysctls, local API server

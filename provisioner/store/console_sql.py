@@ -46,6 +46,7 @@ def token_record(row: ConfigTokenRow) -> TokenRecord:
         used_at=row.used_at,
         used_by=row.used_by,
         revoked=row.revoked,
+        code_hash=row.code_hash,
     )
 
 

@@ -109,6 +109,7 @@ class TokenRecord:
     used_at: datetime | None
     used_by: str
     revoked: bool
+    code_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,6 +193,8 @@ class ConfigTokenRow(SQLModel, table=True):
     used_at: datetime | None = _ts(nullable=True)
     used_by: str = ""
     revoked: bool = False
+    code_hash: str = Field(default="", max_length=64)
+    """sha256 of the per-boot code (cluster `configCode`), or "" when none is asked for."""
 
 
 class AssetSetRow(SQLModel, table=True):

@@ -37,8 +37,13 @@ class ConfigTokens:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def issue(self, machine: str, issued_to: str, *, now: datetime, ttl_s: float) -> str:
-        """A fresh token for `machine`, fetched by `issued_to`; earlier unused ones are revoked."""
+    async def issue(
+        self, machine: str, issued_to: str, *, now: datetime, ttl_s: float, code: str | None = None
+    ) -> str:
+        """A fresh token for `machine`, fetched by `issued_to`; earlier unused ones are revoked.
+
+        With `code` (the per-boot code of a `configCode` cluster) only its hash is stored.
+        """
         token = secrets.token_urlsafe(TOKEN_BYTES)
         async with self._store.session() as session:
             await session.execute(
@@ -55,6 +60,7 @@ class ConfigTokens:
                     issued_at=now,
                     expires_at=now + timedelta(seconds=ttl_s),
                     issued_to=issued_to,
+                    code_hash="" if code is None else hash_token(code),
                 )
             )
         return token

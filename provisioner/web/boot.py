@@ -13,6 +13,7 @@ from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
 from provisioner.model import MachineSummary
 from provisioner.store.assets import NAME_RE
 from provisioner.store.records import MachineRecord
+from provisioner.web.bootcode import new_code
 from provisioner.web.claim import check_served_elsewhere, claim_refusal
 from provisioner.web.context import WebContext, ctx
 from provisioner.web.ipxe import BootPlatform, IpxeError
@@ -177,7 +178,8 @@ async def _install(
     )
     if not moved:
         return None
-    token = await c.tokens.issue(record_name, source, now=now, ttl_s=c.token_ttl_s)
+    code = new_code() if cluster is not None and cluster.spec.get("configCode") is True else None
+    token = await c.tokens.issue(record_name, source, now=now, ttl_s=c.token_ttl_s, code=code)
     try:
         text = c.ipxe.install(
             machine=record_name,
@@ -189,6 +191,7 @@ async def _install(
                 record.spec.get("kernelArgs"),
             ],
             token=token,
+            code=code is not None,
         )
     except IpxeError as exc:
         await c.tokens.revoke_machine(record_name)
@@ -201,6 +204,18 @@ async def _install(
             data={"asset_set": asset.name, "source": source, "arch": platform.arch, "efi": platform.efi},
         )
     )
+    if code is not None:
+        # Shown to the operator only (events, `machines show`, the API); the token alone
+        # no longer fetches the config (docs/threats.md H1).
+        c.rt.events.emit(
+            Event(
+                kind="config.code",
+                at=now,
+                machine=record_name,
+                message=f"type code {code} on {record_name}'s console (Talos dashboard, config URL screen)",
+                data={"code": code, "source": source},
+            )
+        )
     return _script(text)
 
 

@@ -11,7 +11,9 @@ The config carries cluster secrets, so every check below must pass, in this orde
    machine's: a token moved to another machine is refused;
 4. the requester's address fetched the script carrying the token (`issued_to`) or holds
    the machine's bound lease;
-5. the machine is in the provisioning window (`policy.CONFIG_DELIVERY_STATES`);
+5. the machine is in the provisioning window (`policy.CONFIG_DELIVERY_STATES`), and, if
+   the token was issued with a per-boot code (cluster `configCode`), the `code` Talos
+   filled in matches it (`bootcode`; a missing or wrong code is an ALERT);
 6. the renderer (`WebRuntime.renderer`) produces the body; if it is missing or
    fails the answer is 503 and the machine goes to Failed with the reason;
 7. the token is spent (compare-and-set) and the machine moves Netbooting -> ConfigServed
@@ -36,6 +38,7 @@ from provisioner.events import Event, Severity, utcnow
 from provisioner.lifecycle import Signal
 from provisioner.matching import labels_from_raw
 from provisioner.store.records import MachineRecord
+from provisioner.web.bootcode import code_matches
 from provisioner.web.context import TOKEN_ID, TOKEN_MACHINE, WebContext, ctx
 from provisioner.web.policy import CONFIG_DELIVERY_STATES
 from provisioner.web.protocols import ConfigRefusedError
@@ -119,6 +122,14 @@ async def _check(c: WebContext, request: web.Request, token: str, source: str) -
         raise RefusedError(403, "wrong-source", Severity.ALERT)
     if machine.state not in CONFIG_DELIVERY_STATES:
         raise RefusedError(403, "not-provisioning")
+    if record.code_hash:
+        presented = decode_label(request.query.get("code", ""))
+        # Talos fetches only once `${code}` is filled in: an absent or unfilled code is
+        # someone holding the token without the code, as much as a wrong one.
+        if not presented or presented.startswith("${"):
+            raise RefusedError(403, "code-missing", Severity.ALERT)
+        if not code_matches(presented, record.code_hash):
+            raise RefusedError(403, "code-wrong", Severity.ALERT)
     return machine, record.id
 
 

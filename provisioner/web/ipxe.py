@@ -52,6 +52,7 @@ MAX_CMDLINE = 4096  # Talos's documented kernel command line limit
 EFI_INITRD_NAME = "initramfs.xz"
 RESERVED_KEYS = frozenset({"talos.config", "talos.platform", "initrd"})
 """Arguments only we set: an inventory entry cannot redirect the config download."""
+DASHBOARD_OFF = "talos.dashboard.disabled=1"
 
 # One kernel argument: printable ASCII without the characters iPXE or a shell would act on.
 _ARG_RE = re.compile(r"^[A-Za-z0-9_.,:/=+@%?&~\-\[\]]{1,512}$")
@@ -99,11 +100,19 @@ def check_arg(arg: str) -> str:
     return arg
 
 
-def config_url(base_url: str, token: str) -> str:
-    """The talos.config URL: token, and Talos's `${uuid}`/`${mac}` hidden from iPXE."""
+def config_url(base_url: str, token: str, *, code: bool = False) -> str:
+    """The talos.config URL: token, and Talos's `${uuid}`/`${mac}` hidden from iPXE.
+
+    With `code`, also `code=${code}`: Talos waits until META key DownloadURLCode exists
+    (its dashboard's config-URL screen writes it) and substitutes it before the fetch
+    (siderolabs/talos internal/app/machined/pkg/runtime/v1alpha1/platform/metal/url).
+    """
     var_uuid = quote("${uuid}", safe="")
     var_mac = quote("${mac}", safe="")
-    return f"{base_url}/config?t={quote(token, safe='')}&uuid={var_uuid}&mac={var_mac}"
+    url = f"{base_url}/config?t={quote(token, safe='')}&uuid={var_uuid}&mac={var_mac}"
+    if code:
+        url += f"&code={quote('${code}', safe='')}"
+    return url
 
 
 def kernel_cmdline(
@@ -113,6 +122,7 @@ def kernel_cmdline(
     asset_cmdline: str,
     extra: Iterable[Sequence[str] | None],
     talos_config: str,
+    needs_dashboard: bool = False,
 ) -> str:
     """The kernel command line of a Talos PXE boot.
 
@@ -135,6 +145,11 @@ def kernel_cmdline(
                 msg = f"kernel argument {arg!r} is set by the provisioner"
                 raise IpxeError(msg)
         args += group
+    if needs_dashboard and DASHBOARD_OFF in args:
+        # The operator types the per-boot code on Talos's dashboard; without it the
+        # machine would wait for `${code}` forever.
+        msg = f"configCode needs Talos's dashboard, but {DASHBOARD_OFF} is on the command line"
+        raise IpxeError(msg)
     args.append(f"talos.config={talos_config}")
     seen: set[str] = set()
     out: list[str] = []
@@ -185,6 +200,7 @@ class IpxeRenderer:
         asset_cmdline: str,
         extra_args: Iterable[Sequence[str] | None],
         token: str,
+        code: bool = False,
     ) -> str:
         """Stage two for a machine being provisioned: kernel, initramfs, command line."""
         cmdline = kernel_cmdline(
@@ -192,7 +208,8 @@ class IpxeRenderer:
             efi=platform.efi,
             asset_cmdline=asset_cmdline,
             extra=extra_args,
-            talos_config=config_url(self.base_url, token),
+            talos_config=config_url(self.base_url, token, code=code),
+            needs_dashboard=code,
         )
         return self._render(
             "install.ipxe.j2",

@@ -188,7 +188,14 @@ class Daemon:
         return list(items)
 
 
-def make_daemon(root: Path, *, dhcp_mode: str = "off", api_extra: str = "", secrets: bool = True) -> Daemon:
+def make_daemon(
+    root: Path,
+    *,
+    dhcp_mode: str = "off",
+    api_extra: str = "",
+    secrets: bool = True,
+    config_code: bool = False,
+) -> Daemon:
     """Settings, inventory, secrets and assets through the CLI; the daemon not yet started."""
     state = root / "state"
     root.mkdir(parents=True, exist_ok=True)
@@ -223,7 +230,8 @@ config_s = 600
         base=f"http://127.0.0.1:{http_port}",
         api=f"{scheme}://127.0.0.1:{api_port}",
     )
-    (root / "inv.yaml").write_text(INVENTORY)
+    inventory = INVENTORY.replace("installDisk: /dev/vda\n", "installDisk: /dev/vda\nconfigCode: true\n")
+    (root / "inv.yaml").write_text(inventory if config_code else INVENTORY)
     (root / "kernel").write_bytes(b"\x7fkernel" * 512)
     (root / "initramfs").write_bytes(b"\x07initrd" * 512)
     daemon.cli("inventory", "apply", str(root / "inv.yaml"))

@@ -36,6 +36,10 @@ VARIANTS = {
     "install-bios-amd64": lambda: install(BootPlatform("amd64", efi=False)),
     "install-efi-amd64": lambda: install(BootPlatform("amd64", efi=True)),
     "install-efi-arm64": lambda: install(BootPlatform("arm64", efi=True), asset_set="talos-arm64"),
+    # A `configCode` cluster: `code=${code}` for Talos, and the dashboard left on to type it.
+    "install-efi-amd64-code": lambda: install(
+        BootPlatform("amd64", efi=True), extra_args=[["net.ifnames=0"], []], code=True
+    ),
     "disk-exit": lambda: renderer().disk(machine="r1-n3", mode="exit"),
     "disk-sanboot": lambda: renderer().disk(machine="r1-n3", mode="sanboot"),
     "hold": lambda: renderer().hold(machine="r1-n3", reason="state-ConfigServed"),
@@ -67,6 +71,19 @@ def test_config_url_hides_talos_variables_from_ipxe() -> None:
     # iPXE would expand (and so erase) any literal ${...}; Talos decodes %24%7B...%7D first.
     assert "${" not in url
     assert url == f"{BASE}/config?t={TOKEN}&uuid=%24%7Buuid%7D&mac=%24%7Bmac%7D"
+
+
+def test_config_url_with_code_hides_it_from_ipxe() -> None:
+    url = config_url(BASE, TOKEN, code=True)
+    assert "${" not in url
+    assert url == f"{BASE}/config?t={TOKEN}&uuid=%24%7Buuid%7D&mac=%24%7Bmac%7D&code=%24%7Bcode%7D"
+
+
+def test_code_needs_the_talos_dashboard() -> None:
+    # The operator types the code on Talos's dashboard; with it disabled Talos would wait
+    # for `${code}` forever, so the script is refused instead.
+    with pytest.raises(IpxeError, match=r"talos\.dashboard\.disabled=1"):
+        install(BootPlatform("amd64", efi=True), code=True)
 
 
 def test_cmdline_has_talos_required_and_default_args() -> None:
