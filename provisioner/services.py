@@ -21,6 +21,7 @@ from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
 from provisioner.reconciler import Reconciler
 from provisioner.talos.service import config_service, make_trust_checker, trustd_service
+from provisioner.telemetry.service import telemetry_service
 from provisioner.tftp.files import FileSource
 from provisioner.tftp.server import TftpServer
 from provisioner.web.ipxe import IpxeRenderer
@@ -169,5 +170,6 @@ SERVICES: list[tuple[str, ServiceFactory]] = [
     ("trustd", trustd_service),
     ("tftp", tftp_service),
     ("dhcp", dhcp_service),
+    ("telemetry", telemetry_service),
     ("reconciler", reconciler_service),
 ]

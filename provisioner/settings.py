@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from provisioner.telemetry.settings import TelemetrySettings
+
 __all__ = [
     "DhcpSettings",
     "HttpSettings",
@@ -250,6 +252,7 @@ class Settings(_Section):
     power: PowerSettings = PowerSettings()
     trustd: TrustdSettings = TrustdSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @property
     def db_url(self) -> str:
@@ -279,7 +282,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     sections = {
         name
         for name, info in Settings.model_fields.items()
-        if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
     }
     used: list[str] = []
     for name, raw in sorted(environ.items()):
