@@ -27,6 +27,7 @@ from provisioner.eventlog import DatabaseEventSink
 from provisioner.events import Event, EventSink, utcnow
 from provisioner.matching import MachineIndex
 from provisioner.settings import Settings
+from provisioner.startup import database_error, prepare_state_dir
 from provisioner.store.repository import Store
 
 __all__ = ["Runtime", "run_daemon"]
@@ -87,8 +88,11 @@ async def _refresh_loop(rt: Runtime) -> None:
 
 async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or `Runtime.stopping` is set)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open(settings.db_url, settings.state_dir)
+    prepare_state_dir(settings.state_dir)
+    try:
+        store = Store.open(settings.db_url, settings.state_dir)
+    except Exception as exc:
+        raise database_error(settings.database_url, settings.db_url, exc) from exc
     sink = DatabaseEventSink(store)
     stopping = asyncio.Event()
     rt = Runtime(
@@ -105,7 +109,10 @@ async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        await _check_schema(store)
+        try:
+            await _check_schema(store)
+        except Exception as exc:
+            raise database_error(settings.database_url, settings.db_url, exc) from exc
         await sink.start()
         await rt.refresh_machines()
         async with AsyncExitStack() as stack:

@@ -302,12 +302,15 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
 
 
 def _format_error(exc: ValidationError, origin: str) -> str:
-    lines = []
+    # One line (`provisioner serve` prints start-up errors as one line): every bad entry
+    # as `key value: problem`, joined with "; ".
+    parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{origin}: {key}: {text}")
-    return "\n".join(lines)
+        text = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        value = "" if isinstance(err.get("input"), dict | list) else f" {err.get('input')!r}"
+        parts.append(f"{key}{value}: {' '.join(text.split())}")
+    return f"{origin}: " + "; ".join(parts)
 
 
 def load_settings(
@@ -330,6 +333,10 @@ def load_settings(
             raise SettingsError(msg) from None
         except tomllib.TOMLDecodeError as exc:
             msg = f"{origin}: not valid TOML: {exc}"
+            raise SettingsError(msg) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            msg = f"{origin}: cannot read the settings file: {problem}"
             raise SettingsError(msg) from None
     used = _apply_env(data, env)
     if used:

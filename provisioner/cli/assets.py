@@ -81,7 +81,10 @@ async def _fetch(sources: dict[str, str], work: Path, sha: dict[str, str]) -> di
 @click.option("--sha256", "sha256", multiple=True, help="kernel=HEX / initramfs=HEX (or two bare digests).")
 @click.option("--arch", type=click.Choice(["amd64", "arm64"]), default="amd64", show_default=True)
 @click.option("--talos-version", help="Talos version for Image Factory URLs (e.g. v1.13.0).")
-@click.option("--schematic", help="Image Factory schematic ID, or a schematic YAML file (its sha256).")
+@click.option(
+    "--schematic",
+    help="Image Factory schematic ID, or a schematic YAML file (its ID computed as the factory does).",
+)
 @click.option("--replace", is_flag=True, help="Replace an existing set of the same name.")
 @pass_state
 def import_(  # noqa: PLR0917 - one parameter per option

@@ -8,6 +8,7 @@ store the daemon reads). A cluster must be in the inventory before it gets secre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,9 +19,10 @@ from typing import TypeVar, cast
 import click
 
 from provisioner.cli.common import CliState, pass_state
+from provisioner.store.records import ClusterRecord
 from provisioner.store.repository import Store
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_config
-from provisioner.talos.contract import SUPPORTED_CONTRACTS, UnsupportedContractError, VersionContract
+from provisioner.talos.contract import UnsupportedContractError, VersionContract, resolve
 from provisioner.talos.patches import ConfigPatch, PatchError
 from provisioner.talos.repository import StoreSecretsRepository, UnknownClusterError, check_cluster_name
 from provisioner.talos.secrets import (
@@ -35,7 +37,6 @@ from provisioner.talos.validate import Mode, validate_config
 
 __all__ = ["cluster"]
 
-DEFAULT_CONTRACT = str(SUPPORTED_CONTRACTS[-1])
 DEFAULT_KUBERNETES = "1.34.1"
 
 T = TypeVar("T")
@@ -46,10 +47,14 @@ def _with_store(state: CliState, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def _contract(value: str) -> VersionContract:
+    """The contract for a Talos version; newer than the newest known: the newest, said on stderr."""
     try:
-        return VersionContract.parse(value)
+        resolved = resolve(value)
     except UnsupportedContractError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if resolved.note:
+        click.echo(f"warning: {resolved.note}", err=True)
+    return resolved.contract
 
 
 def _name(value: str) -> str:
@@ -143,40 +148,59 @@ def secrets(state: CliState, name: str, from_file: Path | None, export: Path | N
 @cluster.command()
 @click.argument("name")
 @click.argument("machine", required=False)
-@click.option("--endpoint", help="Ad-hoc mode: generic controlplane + worker configs for this endpoint.")
-@click.option("--kubernetes-version", default=DEFAULT_KUBERNETES, show_default=True, help="Ad-hoc mode only.")
-@click.option("--install-disk", default="", help="Ad-hoc mode only: install disk, e.g. /dev/sda.")
+@click.option(
+    "--endpoint",
+    help="Ad-hoc mode: generic controlplane + worker configs for this endpoint, from the cluster's fields.",
+)
+@click.option(
+    "--kubernetes-version",
+    default=None,
+    help="Ad-hoc mode only; must match the cluster's kubernetesVersion if given.",
+)
+@click.option(
+    "--install-disk", default="", help="Ad-hoc mode only: install disk, unless the cluster sets another."
+)
 @click.option(
     "--patch",
     "patches",
     multiple=True,
-    help="Ad-hoc mode: config patch, inline YAML/JSON or @FILE (repeatable).",
+    help="Ad-hoc mode: config patch, inline YAML/JSON or @FILE, after the cluster's (repeatable).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["metal", "cloud", "container"]),
+    default="metal",
+    show_default=True,
+    help="Runtime mode the configs are validated for (the daemon always validates for metal).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write files here, not stdout.")
 @pass_state
-def config(
+def config(  # noqa: PLR0917 - one parameter per option
     state: CliState,
     name: str,
     machine: str | None,
     endpoint: str | None,
-    kubernetes_version: str,
+    kubernetes_version: str | None,
     install_disk: str,
     patches: tuple[str, ...],
+    mode: str,
     out: Path | None,
 ) -> None:
     """Machine configs of cluster NAME: for MACHINE, or for every machine of the cluster.
 
     The configs are rendered and validated exactly as the daemon serves them. With
     --endpoint, write generic controlplane.yaml and worker.yaml instead (like
-    `talosctl gen config`), from the cluster's stored secrets.
+    `talosctl gen config`) from the cluster's stored secrets and its inventory fields
+    (SANs, DNS domain, CNI, mirrors, sysctls, kernel args, configPatches...), validated
+    for --mode too; flags that contradict those fields are refused.
     """
     name = _name(name)
+    checked = cast("Mode", mode)
     if endpoint:
-        outputs = _with_store(
-            state, lambda st: _adhoc(st, name, endpoint, kubernetes_version, install_disk, patches)
-        )
+        adhoc = AdhocFlags(endpoint, kubernetes_version, install_disk, patches)
+        outputs = _with_store(state, lambda st: _adhoc(st, name, adhoc, checked))
     else:
-        outputs = _with_store(state, lambda st: _inventory_configs(st, name, machine))
+        outputs = _with_store(state, lambda st: _inventory_configs(st, name, machine, checked))
     for filename, text in outputs.items():
         if out is None:
             click.echo(text, nl=False)
@@ -185,7 +209,7 @@ def config(
         click.echo(f"wrote {out / filename}", err=True)
 
 
-async def _inventory_configs(store: Store, name: str, machine: str | None) -> dict[str, str]:
+async def _inventory_configs(store: Store, name: str, machine: str | None, mode: Mode) -> dict[str, str]:
     from provisioner.talos.render import ConfigRenderError, render_machine_config
 
     record = await store.get_cluster(name)
@@ -201,41 +225,65 @@ async def _inventory_configs(store: Store, name: str, machine: str | None) -> di
     outputs = {}
     for m in machines:
         try:
-            outputs[f"{m.name}.yaml"] = (await render_machine_config(store, m, record)).decode()
+            outputs[f"{m.name}.yaml"] = (await render_machine_config(store, m, record, mode=mode)).decode()
         except ConfigRenderError as exc:
             raise click.ClickException(str(exc)) from exc
     return outputs
 
 
-async def _adhoc(
-    store: Store,
-    name: str,
-    endpoint: str,
-    kubernetes_version: str,
-    install_disk: str,
-    patches: tuple[str, ...],
-) -> dict[str, str]:
-    record = await store.get_cluster(name)
-    bundle = await _bundle(store, name)
+@dataclasses.dataclass(frozen=True)
+class AdhocFlags:
+    """The ad-hoc mode's flags."""
+
+    endpoint: str
+    kubernetes_version: str | None
+    install_disk: str
+    patches: tuple[str, ...]
+
+
+def _adhoc_spec(record: ClusterRecord, bundle: SecretsBundle, flags: AdhocFlags) -> ClusterSpec:
+    """The cluster's own generation inputs, with the endpoint (and flags that agree) applied."""
+    from provisioner.talos.render import ConfigRenderError, cluster_spec
+
     try:
-        parsed = tuple(ConfigPatch.parse(_patch_text(text)) for text in patches)
-    except (PatchError, OSError) as exc:
+        spec = cluster_spec(record, bundle)
+        parsed = tuple(ConfigPatch.parse(_patch_text(text)) for text in flags.patches)
+    except (ConfigRenderError, PatchError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    spec = ClusterSpec(
-        name=name,
-        endpoint=endpoint,
-        kubernetes_version=kubernetes_version,
-        contract=_contract(record.talos_version if record else DEFAULT_CONTRACT),
-        secrets=bundle,
-        install_disk=install_disk,
-        patches=parsed,
-    )
-    return {
-        f"{role}.yaml": generate_config(
-            spec, MachineSpec(role="controlplane" if role == "controlplane" else "worker")
+    wanted = (flags.kubernetes_version or "").removeprefix("v")
+    if wanted and wanted != spec.kubernetes_version:
+        msg = (
+            f"--kubernetes-version {flags.kubernetes_version} conflicts with cluster {record.name}'s "
+            f"kubernetesVersion {record.kubernetes_version}: change the inventory instead"
         )
-        for role in ("controlplane", "worker")
-    }
+        raise click.ClickException(msg)
+    if flags.install_disk and spec.install_disk and flags.install_disk != spec.install_disk:
+        msg = (
+            f"--install-disk {flags.install_disk} conflicts with cluster {record.name}'s installDisk "
+            f"{spec.install_disk}: change the inventory instead"
+        )
+        raise click.ClickException(msg)
+    return dataclasses.replace(
+        spec,
+        endpoint=flags.endpoint,
+        install_disk=spec.install_disk or flags.install_disk,
+        patches=(*spec.patches, *parsed),
+    )
+
+
+async def _adhoc(store: Store, name: str, flags: AdhocFlags, mode: Mode) -> dict[str, str]:
+    record = await store.get_cluster(name)
+    if record is None:
+        raise click.ClickException(f"cluster {name!r} is not in the database")
+    spec = _adhoc_spec(record, await _bundle(store, name), flags)
+    outputs = {}
+    for role in ("controlplane", "worker"):
+        text = generate_config(spec, MachineSpec(role="controlplane" if role == "controlplane" else "worker"))
+        if problems := validate_config(text, spec.contract, mode):
+            shown = "; ".join(problems)
+            raise click.ClickException(f"{role}.yaml: the generated config is invalid for {mode}: {shown}")
+        outputs[f"{role}.yaml"] = text
+    return outputs
 
 
 def _patch_text(value: str) -> str:
@@ -284,8 +332,6 @@ def rotate_token(state: CliState, name: str) -> None:
     accepts only it. Nodes already running keep the old token in their config: apply the
     new worker config to them (talosctl apply-config) before restarting the daemon.
     """
-    import dataclasses
-
     from provisioner.talos.secrets import generate_token
 
     name = _name(name)

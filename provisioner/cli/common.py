@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from provisioner.settings import Settings, SettingsError, load_settings, resolve_config_path
 
 if TYPE_CHECKING:  # the database layer is imported only by commands that use it
     from provisioner.store.repository import Store
 
-__all__ = ["CliState", "console", "die", "emit_json", "pass_state", "run"]
+__all__ = ["CliState", "console", "die", "emit_json", "err_console", "pass_state", "run"]
 
 T = TypeVar("T")
 
@@ -29,7 +30,8 @@ err_console = Console(stderr=True, highlight=False)
 
 def die(message: str, code: int = 1) -> NoReturn:
     """Print an error and exit."""
-    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    # The message is data (paths, addresses like [::1]:80), never rich markup.
+    err_console.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
 

@@ -37,6 +37,8 @@ def _print_problems(problems: list[str]) -> None:
 def validate(state: CliState, paths: tuple[str, ...]) -> None:
     """Check inventory files; print every problem as file:line: message (exit 1)."""
     inv = _load(state, paths)
+    for warning in inv.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not inv.ok:
         _print_problems(inv.problems)
         sys.exit(1)
@@ -76,6 +78,8 @@ def apply(state: CliState, paths: tuple[str, ...], prune: bool, dry_run: bool, a
     from provisioner.inventory import InventoryConflictError, apply_inventory
 
     inv = _load(state, paths)
+    for warning in inv.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not inv.ok:
         _print_problems(inv.problems)
         click.echo("nothing was changed", err=True)

@@ -12,7 +12,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.cli.common import CliState, console, die, emit_json, pass_state
+from provisioner.cli.common import CliState, console, die, emit_json, err_console, pass_state
 
 __all__ = ["deprovision", "power", "provision", "reprovision", "stage_times"]
 
@@ -43,28 +43,46 @@ def power() -> None:
     """Power machines through their BMCs (via the running daemon)."""
 
 
+def _failure(name: str, error: Exception) -> dict[str, Any]:
+    """One failed machine: the daemon's words and, for BMC failures, its reason code."""
+    reason = getattr(error, "reason", "") or ""
+    detail = getattr(error, "detail", "") or str(error)
+    status = getattr(error, "status", None)
+    out: dict[str, Any] = {"machine": name, "ok": False, "error": detail}
+    if reason:
+        out["reason"] = reason
+    if status is not None:
+        out["status"] = status
+    return out
+
+
 def _power_many(state: CliState, action: str, names: tuple[str, ...], as_json: bool, **kw: Any) -> None:  # noqa: ANN401
     client = _client(state)
     results = []
-    failed = False
     for name in names:
         out = _call(client.power, name, action, **kw)
         if isinstance(out, Exception):
-            failed = True
-            results.append({"machine": name, "ok": False, "error": str(out)})
+            results.append(_failure(name, out))
         else:
             results.append({"machine": name, "ok": True, "result": out.get("result")})
+    failures = [r for r in results if not r["ok"]]
     if as_json:
         emit_json(results)
     else:
         table = Table("MACHINE", "RESULT")
         for r in results:
-            shown = r["result"] if r["ok"] else f"[red]{r['error']}[/red]"
+            shown = r["result"] if r["ok"] else f"[red]failed ({r.get('reason') or r.get('status')})[/red]"
             if isinstance(shown, dict):
                 shown = ", ".join(f"{k}={v}" for k, v in shown.items())
             table.add_row(str(r["machine"]), str(shown))
         console.print(table)
-    if failed:
+    # Each failure in full on stderr, one line per machine: the table would wrap it.
+    for r in failures:
+        tag = f" [{r['reason']}]" if r.get("reason") else ""
+        err_console.print(
+            f"error: {r['machine']}: power {action}: {r['error']}{tag}", markup=False, soft_wrap=True
+        )
+    if failures:
         sys.exit(1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections import Counter
@@ -29,12 +30,23 @@ from provisioner.dhcp.transport import DhcpEndpoint, interface_address, open_udp
 from provisioner.events import Event, EventSink
 from provisioner.matching import MachineIndex
 from provisioner.settings import DhcpSettings
+from provisioner.startup import StartupError, os_problem
 
 __all__ = ["DhcpService", "TransportOptions"]
 
 log = logging.getLogger(__name__)
 SYNC_INTERVAL_S = 2.0
 TIMER_INTERVAL_S = 1.0
+
+
+def _bind_error(exc: OSError, iface: str, listen: str, port: int, *, is_proxy: bool) -> StartupError:
+    """The setting to blame for a DHCP socket that cannot be opened (SO_BINDTODEVICE, bind)."""
+    if exc.errno == errno.ENODEV:
+        return StartupError("dhcp.interfaces", iface, os_problem(exc))
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return StartupError("dhcp.listen_address", listen, os_problem(exc))
+    setting = "dhcp.proxy_port" if is_proxy else "dhcp.port"
+    return StartupError(setting, f"{listen}:{port} on {iface}", os_problem(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +143,10 @@ class DhcpService:
         if self.settings.mode == "proxy":
             ports.append((self.settings.proxy_port, True))
         for port, is_proxy in ports:
-            sock = open_udp_socket(listen, port, device)
+            try:
+                sock = open_udp_socket(listen, port, device)
+            except OSError as exc:
+                raise _bind_error(exc, iface, listen, port, is_proxy=is_proxy) from exc
 
             def handler(
                 endpoint: DhcpEndpoint, data: bytes, addr: tuple[str, int], core: DhcpServer = core

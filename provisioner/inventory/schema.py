@@ -36,6 +36,18 @@ def _check_name(value: str) -> str:
     return value
 
 
+HostnameMode = Literal["static", "stable"]
+"""static: the machine's hostname (default its name); stable: Talos's HostnameConfig
+``auto: stable`` (a name derived from the machine's identity, as talosctl generates)."""
+
+
+def _str_map(value: Any) -> Any:  # noqa: ANN401 - pydantic before-validator
+    # YAML reads sysctl values such as 1024 as numbers; Talos wants strings.
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
 class _Doc(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -97,11 +109,22 @@ class ClusterSpec(_Doc):
     kernel_args: tuple[str, ...] = Field(default=(), alias="kernelArgs")
     cert_sans: tuple[str, ...] = Field(default=(), alias="certSANs")
     registry_mirrors: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="registryMirrors")
+    # Talos generate options (generate.With...): install image, sysctls, local API server
+    # port, hostname mode, discovery, KubePrism port (0 turns KubePrism off).
+    install_image: str | None = Field(default=None, alias="installImage")
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    local_api_server_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, alias="localAPIServerPort"
+    )
+    hostname_mode: HostnameMode = Field(default="static", alias="hostnameMode")
+    discovery: bool = True
+    kube_prism_port: Annotated[int, Field(ge=0, le=65535)] = Field(default=7445, alias="kubePrismPort")
     config_patches: tuple[Any, ...] = Field(default=(), alias="configPatches")
     boot_from_disk: Literal["exit", "sanboot"] = Field(default="exit", alias="bootFromDisk")
     description: str = ""
 
     _name = field_validator("name")(_check_name)
+    _sysctls = field_validator("sysctls", mode="before")(_str_map)
 
     @field_validator("talos_version", "kubernetes_version", mode="before")
     @classmethod
@@ -135,6 +158,8 @@ class MachineSpec(_Doc):
     ip: ipaddress.IPv4Address | None = None
     hostname: str | None = None
     install_disk: str | None = Field(default=None, alias="installDisk")
+    install_image: str | None = Field(default=None, alias="installImage")
+    hostname_mode: HostnameMode | None = Field(default=None, alias="hostnameMode")
     arch: Literal["amd64", "arm64"] = "amd64"
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
@@ -176,9 +201,4 @@ class MachineSpec(_Doc):
     def _text(cls, value: Any) -> Any:  # noqa: ANN401 - pydantic before-validator
         return None if value in (None, "") else str(value)
 
-    @field_validator("labels", "sysctls", mode="before")
-    @classmethod
-    def _str_map(cls, value: Any) -> Any:  # noqa: ANN401 - pydantic before-validator
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        return value
+    _str_maps = field_validator("labels", "sysctls", mode="before")(_str_map)

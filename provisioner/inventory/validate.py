@@ -1,6 +1,8 @@
 """Validate inventory documents: every problem at once, each as `file:line: message`.
 
-Checks, in order: each document against its kind's schema; then across documents:
+Checks, in order: each document against its kind's schema (and a cluster's Talos version
+against the supported version contracts: older is an error, newer a warning); then across
+documents:
 duplicate names, the same MAC, UUID or IP on two machines, a machine naming an unknown
 cluster, an IP outside every configured DHCP subnet, asset sets named but unknown (only
 when the caller knows the asset sets).
@@ -19,6 +21,9 @@ from pydantic import ValidationError
 from provisioner.inventory.loader import RawDocument, line_of, load_paths
 from provisioner.inventory.schema import ClusterSpec, MachineSpec
 from provisioner.settings import SubnetSettings
+from provisioner.talos.contract import UnsupportedContractError
+from provisioner.talos.contract import resolve as resolve_contract
+from provisioner.talos.rules_labels import label_problems, taint_problems
 
 __all__ = ["Inventory", "Located", "load_inventory"]
 
@@ -48,6 +53,7 @@ class Inventory:
     clusters: dict[str, Located[ClusterSpec]] = field(default_factory=dict)
     machines: dict[str, Located[MachineSpec]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +88,7 @@ def _validate_doc(doc: RawDocument, inv: Inventory) -> None:
         return
     name_line = doc.data.key_lines.get("name", doc.line)
     if isinstance(spec, ClusterSpec):
+        _check_talos_version(spec, doc, inv)
         if (prev := inv.clusters.get(spec.name)) is not None:
             inv.problems.append(
                 f"{doc.file}:{name_line}: duplicate Cluster name {spec.name!r} (first at {prev.where})"
@@ -94,6 +101,43 @@ def _validate_doc(doc: RawDocument, inv: Inventory) -> None:
         )
     else:
         inv.machines[spec.name] = Located(spec, doc.file, doc.line)
+
+
+def _check_talos_version(spec: ClusterSpec, doc: RawDocument, inv: Inventory) -> None:
+    """The version contract: older than supported is an error, newer a warning."""
+    where = f"{doc.file}:{doc.data.key_lines.get('talosVersion', doc.line)}"
+    try:
+        resolved = resolve_contract(spec.talos_version)
+    except UnsupportedContractError as exc:
+        inv.problems.append(f"{where}: Cluster talosVersion: {exc}")
+        return
+    if resolved.note:
+        inv.warnings.append(f"{where}: Cluster talosVersion: {resolved.note}")
+    if spec.kernel_args and resolved.contract.multidoc_kubernetes:
+        inv.warnings.append(
+            f"{where}: cluster {spec.name}: kernelArgs reach the PXE boot only: from Talos 1.14 the "
+            "installed system's kernel arguments come from the installer image (Image Factory "
+            "schematic customization.extraKernelArgs), see docs/talos.md"
+        )
+
+
+def _check_machine_talos_fields(inv: Inventory) -> None:
+    """What Talos would refuse in the machine's config, reported here with file:line."""
+    for name, loc in inv.machines.items():
+        spec = loc.spec
+        taints = {t.key: f"{t.value}:{t.effect}" if t.value else t.effect for t in spec.taints}
+        for what, problems in (("labels", label_problems(spec.labels)), ("taints", taint_problems(taints))):
+            if problems:
+                inv.problems.append(
+                    f"{loc.where}: machine {name}: invalid node {what}: {'; '.join(problems)}"
+                )
+        cluster = inv.clusters.get(spec.cluster) if spec.cluster else None
+        mode = spec.hostname_mode or (cluster.spec.hostname_mode if cluster else "static")
+        if mode == "stable" and spec.hostname:
+            inv.problems.append(
+                f"{loc.where}: machine {name}: hostname {spec.hostname!r} with hostnameMode stable "
+                "(Talos refuses a static hostname together with auto: stable)"
+            )
 
 
 def _cross_check(inv: Inventory, subnets: Sequence[SubnetSettings], asset_sets: set[str] | None) -> None:
@@ -150,7 +194,9 @@ def load_inventory(
     for doc in docs:
         _validate_doc(doc, inv)
     _cross_check(inv, subnets, asset_sets)
+    _check_machine_talos_fields(inv)
     inv.problems.sort(key=_sort_key)
+    inv.warnings.sort(key=_sort_key)
     return inv
 
 

@@ -5,9 +5,11 @@ bound to one BMC (`BmcCredentials`) and is chosen by name in exactly one place,
 `registry.make_driver` (STYLE.md principle 8, after sushy-tools' `AbstractSystemsDriver`).
 
 Errors are one hierarchy rooted at `PowerError`. Every message names the BMC as
-`driver address:port` and says what an operator should check. No message, repr or event
-ever holds the password: it lives in a `Secret`, whose `str`/`repr` is `***`, and is only
-revealed inside the worker thread that makes the call.
+`driver address:port` and says what an operator should check; `check` lists the inventory
+`bmc:` fields to look at and `reason` is the machine-readable name the API returns
+(docs/power.md "Errors"). No message, repr or event ever holds the password: it lives in
+a `Secret`, whose `str`/`repr` is `***`, and is only revealed inside the worker thread
+that makes the call.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "REASONS",
+    "SUMMARIES",
     "BmcAuthFailed",
     "BmcCredentials",
     "BmcInsecure",
@@ -29,6 +33,7 @@ __all__ = [
     "PowerAction",
     "PowerDriver",
     "PowerError",
+    "PowerFailedError",
     "PowerState",
     "Secret",
 ]
@@ -131,43 +136,80 @@ class BmcCredentials:
         return f"{self.driver} {self.address}{port}"
 
 
+REASONS = {
+    "unreachable": "bmc-unreachable",
+    "timeout": "bmc-timeout",
+    "auth": "bmc-auth-refused",
+    "unsupported": "bmc-unsupported",
+    "insecure": "bmc-insecure",
+    "protocol": "bmc-protocol",
+    "internal": "power-internal",
+}
+"""`PowerError.kind` -> the API's machine-readable `reason` (docs/api.md, docs/power.md)."""
+
+SUMMARIES = {
+    "unreachable": "the BMC did not answer",
+    "timeout": "the BMC did not finish in time",
+    "auth": "the BMC refused the credentials",
+    "unsupported": "the BMC does not support this",
+    "insecure": "the BMC was refused as insecure",
+    "protocol": "BMC protocol error",
+    "internal": "internal error in the power driver",
+}
+"""One operator-facing phrase per kind, shown before the driver's own message."""
+
+
 class PowerError(Exception):
     """A power call failed. `kind` names the failure for counters and events.
 
     `transient` errors may succeed when retried (busy BMC, dropped session); the service
-    retries only those, with backoff. The message is safe to show and to log.
+    retries only those, with backoff. The message is safe to show and to log. `check`
+    names the inventory `bmc:` fields the operator should look at (class default per kind,
+    narrowed by the driver where it knows better, e.g. `bmc.options.system`).
     """
 
     kind = "error"
     transient = False
+    default_check: tuple[str, ...] = ("bmc.driver", "bmc.address", "bmc.port")
 
-    def __init__(self, bmc: str, problem: str, hint: str = "") -> None:
+    def __init__(
+        self, bmc: str, problem: str, hint: str = "", *, check: tuple[str, ...] | None = None
+    ) -> None:
         """`bmc` is `BmcCredentials.label`; `hint` says what the operator should check."""
         self.bmc = bmc
         self.problem = problem
         self.hint = hint
+        self.check = self.default_check if check is None else check
         text = f"{bmc}: {problem}"
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+    @property
+    def reason(self) -> str:
+        """The machine-readable reason (`bmc-auth-refused`, `bmc-unreachable`, ...)."""
+        return REASONS.get(self.kind, "bmc-protocol")
 
 
 class BmcUnreachable(PowerError):  # noqa: N818 - names fixed by the power contract
     """No answer at all: wrong address/port, network, IPMI-over-LAN or Redfish disabled."""
 
     kind = "unreachable"
+    default_check = ("bmc.address", "bmc.port")
 
 
 class BmcAuthFailed(PowerError):  # noqa: N818 - names fixed by the power contract
     """The BMC answered but refused the user name, the password or the privilege level."""
 
     kind = "auth"
+    default_check = ("bmc.username", "bmc.password")
 
 
 class BmcUnsupported(PowerError):  # noqa: N818 - names fixed by the power contract
     """The BMC does not implement this operation or option (the `NotSupported` default)."""
 
     kind = "unsupported"
+    default_check = ("bmc.driver",)
 
 
 class BmcInsecure(BmcUnsupported):
@@ -183,17 +225,60 @@ class BmcTimeout(PowerError):  # noqa: N818 - names fixed by the power contract
     """The BMC started answering but a call did not finish in time (hung or overloaded)."""
 
     kind = "timeout"
+    default_check = ("bmc.address", "bmc.port")
 
 
 class BmcProtocolError(PowerError):
     """The BMC answered with an error or with something we could not parse."""
 
     kind = "protocol"
+    default_check = ("bmc.driver", "bmc.port")
 
-    def __init__(self, bmc: str, problem: str, hint: str = "", *, transient: bool = False) -> None:
+    def __init__(
+        self,
+        bmc: str,
+        problem: str,
+        hint: str = "",
+        *,
+        transient: bool = False,
+        check: tuple[str, ...] | None = None,
+    ) -> None:
         """As `PowerError`; `transient=True` lets the service retry it."""
-        super().__init__(bmc, problem, hint)
+        super().__init__(bmc, problem, hint, check=check)
         self.transient = transient
+
+
+class PowerFailedError(Exception):
+    """A power call on a named machine failed: what the API and the CLI report.
+
+    Carries the driver's typed outcome (`PowerError`, flattened by `PowerService` into a
+    `PowerResult`): `kind`, `reason` (the API's machine-readable name), `bmc` (`driver
+    address:port`) and `check` (the inventory `bmc:` fields to look at). `str()` is one
+    line for an operator and never holds a secret (driver messages hold none).
+    """
+
+    def __init__(
+        self,
+        machine: str,
+        action: str,
+        *,
+        kind: str,
+        bmc: str,
+        message: str = "",
+        check: tuple[str, ...] = (),
+    ) -> None:
+        """`message` is the driver's `str(PowerError)`."""
+        self.machine = machine
+        self.action = action
+        self.kind = kind
+        self.reason = REASONS.get(kind, "bmc-protocol")
+        self.bmc = bmc
+        self.check = check
+        self.driver_message = message or f"{bmc}: {action} failed"
+        text = f"{SUMMARIES.get(kind, 'the BMC call failed')}: {self.driver_message}"
+        if check:
+            text += f"; check {', '.join(check)} of machine {machine} in the inventory"
+        super().__init__(text)
 
 
 @runtime_checkable

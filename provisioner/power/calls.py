@@ -57,18 +57,14 @@ class BlockingCalls:
         Raises what `fn` raises, or `BmcTimeout` when the deadline passes.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.timeout_s if timeout_s is None else timeout_s)
+        deadline = loop.time() + (budget := self.timeout_s if timeout_s is None else timeout_s)
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with asyncio.timeout_at(deadline):
                 await lock.acquire()
         except TimeoutError:
             self._counters["busy"] += 1
-            raise BmcTimeout(
-                label,
-                "a previous call to this BMC is still running",
-                "the BMC stopped answering; check it is alive and not overloaded",
-            ) from None
+            raise _still_running(label, budget) from None
         try:
             async with asyncio.timeout_at(deadline):
                 await self._semaphore.acquire()
@@ -117,13 +113,21 @@ class BlockingCalls:
             self._counters["timeouts"] += 1
             raise BmcTimeout(
                 label,
-                "no complete answer in time",
+                f"no complete answer within {budget:g} s ([power] timeout_s)",
                 "the BMC may be hung or overloaded; check it answers ipmitool/curl",
             ) from None
 
     def close(self) -> None:
         """Stop accepting work; running (possibly orphaned) threads finish on their own."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _still_running(label: str, budget: float) -> BmcTimeout:
+    return BmcTimeout(
+        label,
+        f"a previous call to this BMC is still running after {budget:g} s",
+        "the BMC stopped answering; check it is alive and not overloaded",
+    )
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

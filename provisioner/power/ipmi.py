@@ -15,6 +15,7 @@ an unanswered command is retried and re-logged-in for up to roughly 2x
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -65,12 +66,17 @@ _CHECK_TOOL = "compare with `ipmitool -I lanplus -C 3 ... chassis power status`;
 _CHECK_CIPHERS = "enable cipher suite 17 or 3 and IPMI 2.0 on the BMC; suite 0 and IPMI 1.5 are refused"
 
 
-def login_error(label: str, message: str | None) -> PowerError:  # noqa: PLR0911 - one return per pyghmi message family
-    """Turn a pyghmi login failure message into one of our errors."""
+def login_error(label: str, message: str | None, waited_s: float | None = None) -> PowerError:  # noqa: PLR0911 - one return per pyghmi message family
+    """Turn a pyghmi login failure message into one of our errors.
+
+    `waited_s`: how long the login ran, so "no answer" says for how long (pyghmi's own
+    login budget is about 5 s, shorter than a typical `[power] timeout_s`).
+    """
     text = message or ""
     lowered = text.lower()
     if not text or lowered == "timeout":
-        return BmcUnreachable(label, "no answer to IPMI session setup", _CHECK_NETWORK)
+        waited = "" if waited_s is None else f" within {waited_s:.1f} s"
+        return BmcUnreachable(label, f"no answer to IPMI session setup{waited}", _CHECK_NETWORK)
     if text.startswith(REFUSED_PREFIX):
         return BmcInsecure(label, text, _CHECK_CIPHERS)
     if "incorrect password" in lowered:
@@ -164,6 +170,7 @@ class IpmiDriver:
     # ---- worker thread -----------------------------------------------------------
 
     def _blocking(self, op: Callable[[Any], T]) -> T:
+        started = time.monotonic()
         try:
             session = PolicySession(
                 self._creds.address,
@@ -172,7 +179,8 @@ class IpmiDriver:
                 port=self._port,
             )
         except pyghmi_exceptions.IpmiException as err:
-            raise login_error(self._label, err.args[0] if err.args else None) from None
+            waited = time.monotonic() - started
+            raise login_error(self._label, err.args[0] if err.args else None, waited) from None
         except (OSError, ValueError, TypeError) as err:
             raise BmcProtocolError(self._label, f"session setup failed: {type(err).__name__}") from None
         self.last_cipher_suite = session.negotiated_suite

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from provisioner.events import Event, EventSink, Severity, utcnow
-from provisioner.power.base import BmcCredentials, BootDevice, PowerAction, PowerState, Secret
+from provisioner.power.base import (
+    BmcCredentials,
+    BootDevice,
+    PowerAction,
+    PowerFailedError,
+    PowerState,
+    Secret,
+)
 from provisioner.power.manual import manual_instruction
 from provisioner.power.service import PowerResult, PowerService
 from provisioner.store.records import MachineRecord
@@ -28,10 +35,6 @@ _API_ACTIONS = {
     "soft_off": PowerAction.SOFT_OFF,
     "bootdev": PowerAction.SET_BOOT_DEVICE,
 }
-
-
-class PowerFailedError(Exception):
-    """A BMC call failed; the message says what to check (never a secret)."""
 
 
 class MachinePower:
@@ -65,7 +68,14 @@ class MachinePower:
         creds = await self.credentials(machine)
         result = await self._service.run(creds, action, machine=machine.name, **kw)  # type: ignore[arg-type]
         if not result.ok:
-            raise PowerFailedError(result.message or f"{action} failed ({result.error_kind})")
+            raise PowerFailedError(
+                machine.name,
+                str(action),
+                kind=result.error_kind or "protocol",
+                bmc=result.bmc,
+                message=result.message,
+                check=result.check,
+            )
         return result
 
     async def power_action(self, machine_name: str, action: str, **kw: object) -> Mapping[str, object]:

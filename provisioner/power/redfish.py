@@ -57,7 +57,10 @@ def redfish_error(label: str, err: Exception) -> PowerError:  # noqa: PLR0911 - 
         )
     if isinstance(err, sushy_exc.ResourceNotFoundError):
         return BmcProtocolError(
-            label, "Redfish resource not found", "check options.system names an existing system"
+            label,
+            "Redfish resource not found",
+            "check options.system names an existing system",
+            check=("bmc.options.system",),
         )
     if isinstance(err, sushy_exc.ServerSideError):
         return BmcProtocolError(label, "BMC internal error (HTTP 5xx)", "retry later", transient=True)
@@ -68,17 +71,42 @@ def redfish_error(label: str, err: Exception) -> PowerError:  # noqa: PLR0911 - 
         return BmcUnsupported(label, f"not offered by this BMC: {err}", "see the BMC's Redfish schema")
     if isinstance(err, sushy_exc.UnknownDefaultError):
         return BmcProtocolError(
-            label, "the BMC lists several systems", "set options.system to the one to control"
+            label,
+            "the BMC lists several systems",
+            "set options.system to the one to control",
+            check=("bmc.options.system",),
         )
     if isinstance(err, sushy_exc.ConnectionError):
-        if "timed out" in str(err).lower() and "connect" not in str(err).lower():
+        text = str(err).lower()
+        if "timed out" in text and "connect" not in text:
             return BmcTimeout(label, "Redfish request timed out", "the BMC may be overloaded")
-        return BmcUnreachable(label, "cannot connect to the Redfish service", _CHECK_NETWORK)
+        return BmcUnreachable(
+            label,
+            f"cannot connect to the Redfish service ({_connect_cause(text)})",
+            _CHECK_NETWORK,
+            check=("bmc.address", "bmc.port", "bmc.options.scheme"),
+        )
     if isinstance(err, sushy_exc.BadRequestError):
         return BmcUnsupported(label, "BMC rejected the request (HTTP 400)", "see the BMC's logs")
     return BmcProtocolError(
         label, f"Redfish error: {type(err).__name__}", "compare with curl -u USER <url>/redfish/v1/Systems"
     )
+
+
+def _connect_cause(text: str) -> str:
+    """The operator's words for a requests/urllib3 connect failure (no URL, no user)."""
+    for marker, cause in (
+        ("connection refused", "connection refused: nothing listens on this port"),
+        ("timed out", "no answer to the TCP connect"),
+        ("name or service not known", "the address does not resolve"),
+        ("no route to host", "no route to host"),
+        ("network is unreachable", "network unreachable"),
+        ("certificate verify failed", "TLS certificate not trusted; see options.verify_tls"),
+        ("ssl", "TLS handshake failed; check options.scheme"),
+    ):
+        if marker in text:
+            return cause
+    return "connection failed"
 
 
 def _enum_text(value: object) -> str:

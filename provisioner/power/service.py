@@ -56,6 +56,10 @@ class PowerResult:
     state: PowerState | None = None
     error_kind: str | None = None
     message: str = ""
+    reason: str | None = None
+    """The API's machine-readable failure reason (`PowerError.reason`)."""
+    check: tuple[str, ...] = ()
+    """The inventory `bmc:` fields to check (`PowerError.check`)."""
     attempts: int = 1
     duration_s: float = 0.0
 
@@ -151,7 +155,10 @@ class PowerService:
             except Exception as err:
                 log.exception("power driver %s failed unexpectedly", credentials.driver)
                 wrapped = BmcProtocolError(
-                    credentials.label, f"internal error ({type(err).__name__})", "see the log"
+                    credentials.label,
+                    f"internal error ({type(err).__name__})",
+                    "see the daemon log",
+                    check=(),
                 )
                 wrapped.kind = "internal"
                 return self._failed(credentials, action, wrapped, data, attempts, started, machine)
@@ -238,6 +245,8 @@ class PowerService:
             ok=False,
             error_kind=err.kind,
             message=message,
+            reason=err.reason,
+            check=err.check,
             attempts=attempts,
             duration_s=duration,
         )

@@ -2,7 +2,7 @@
 
 Pipeline (pure: no I/O, no clock):
 
-1. :func:`provisioner.talos.documents.base_documents` produces exactly what
+1. :func:`provisioner.talos.multidoc.base_documents` produces exactly what
    ``talosctl gen config`` produces for the cluster-wide options plus the machine's
    install disk, sysctls and kernel arguments;
 2. machine settings ``talosctl`` has no option for (hostname, static links, nameservers,
@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from provisioner.talos import goyaml
 from provisioner.talos.contract import VersionContract
-from provisioner.talos.documents import GenerateOptions, MachineType, base_documents
+from provisioner.talos.documents import DEFAULT_KUBEPRISM_PORT, GenerateOptions, MachineType
+from provisioner.talos.multidoc import base_documents
 from provisioner.talos.patches import ConfigPatch, apply_patches
 from provisioner.talos.schema import canonical_order
 from provisioner.talos.secrets import SecretsBundle
@@ -63,6 +64,8 @@ class ClusterSpec:
     local_api_server_port: int = 0
     pod_subnets: tuple[str, ...] = ()
     service_subnets: tuple[str, ...] = ()
+    discovery: bool = True
+    kubeprism_port: int = DEFAULT_KUBEPRISM_PORT
     patches: tuple[ConfigPatch, ...] = ()
 
 
@@ -107,6 +110,8 @@ def _options(cluster: ClusterSpec, machine: MachineSpec) -> GenerateOptions:
         local_api_server_port=cluster.local_api_server_port,
         pod_subnets=cluster.pod_subnets,
         service_subnets=cluster.service_subnets,
+        discovery=cluster.discovery,
+        kubeprism_port=cluster.kubeprism_port,
     )
 
 
@@ -122,27 +127,31 @@ def _link_document(link: LinkSpec) -> dict[str, Any]:
     return doc
 
 
-def machine_patch(machine: MachineSpec, contract: VersionContract) -> ConfigPatch | None:
-    """The strategic-merge patch that carries a machine's own settings, if it has any."""
+def _legacy_network(machine: MachineSpec) -> dict[str, Any]:
+    """Up to 1.11 a machine's network lives in ``machine.network`` (no network documents)."""
+    network: dict[str, Any] = {}
+    if machine.hostname:
+        network["hostname"] = machine.hostname
+    interfaces = []
+    for link in machine.links:
+        device: dict[str, Any] = {"interface": link.name}
+        if link.addresses:
+            device["addresses"] = list(link.addresses)
+        if link.gateway:
+            device["routes"] = [{"network": "0.0.0.0/0", "gateway": link.gateway}]
+        if link.mtu:
+            device["mtu"] = link.mtu
+        interfaces.append(device)
+    if interfaces:
+        network["interfaces"] = interfaces
+    if machine.nameservers:
+        network["nameservers"] = list(machine.nameservers)
+    return network
+
+
+def _network_documents(machine: MachineSpec) -> list[dict[str, Any]]:
+    """From 1.12 on: HostnameConfig, LinkConfig and ResolverConfig documents."""
     docs: list[dict[str, Any]] = []
-    main: dict[str, Any] = {}
-    if machine.cert_sans:
-        main["certSANs"] = list(machine.cert_sans)
-    if contract.multidoc_kubernetes:
-        node: dict[str, Any] = {}
-        if machine.node_labels:
-            node["labels"] = dict(machine.node_labels)
-        if machine.node_taints:
-            node["taints"] = dict(machine.node_taints)
-        if node:
-            docs.append({"apiVersion": "v1alpha1", "kind": "KubeNodeConfig", **node})
-    else:
-        if machine.node_labels:
-            main["nodeLabels"] = dict(machine.node_labels)
-        if machine.node_taints:
-            main["nodeTaints"] = dict(machine.node_taints)
-    if main:
-        docs.insert(0, {"version": "v1alpha1", "machine": main})
     if machine.hostname:
         # A static hostname replaces the generated "auto: stable" (Talos forbids both).
         docs.append(
@@ -157,13 +166,56 @@ def machine_patch(machine: MachineSpec, contract: VersionContract) -> ConfigPatc
     if machine.nameservers:
         nameservers = [{"address": address} for address in machine.nameservers]
         docs.append({"apiVersion": "v1alpha1", "kind": "ResolverConfig", "nameservers": nameservers})
+    return docs
+
+
+def machine_patch(
+    machine: MachineSpec, contract: VersionContract, *, install_kernel_args: bool = False
+) -> ConfigPatch | None:
+    """The strategic-merge patch that carries a machine's own settings, if it has any.
+
+    ``install_kernel_args``: the config's legacy install section carries extra kernel
+    arguments.  Contracts 1.12 and 1.13 also write ``grubUseUKICmdline: true``, and Talos
+    refuses the two together on metal ("install.extraKernelArgs and
+    install.grubUseUKICmdline can't be used together", v1alpha1_validation.go), so the
+    patch turns the UKI command line off: GRUB then builds the command line from Talos's
+    defaults plus the extra arguments.
+    """
+    docs: list[dict[str, Any]] = []
+    main: dict[str, Any] = {}
+    if machine.cert_sans:
+        main["certSANs"] = list(machine.cert_sans)
+    if install_kernel_args and contract.grub_use_uki_cmdline_default and not contract.multidoc_kubernetes:
+        main["install"] = {"grubUseUKICmdline": False}
+    if contract.multidoc_kubernetes:
+        node: dict[str, Any] = {}
+        if machine.node_labels:
+            node["labels"] = dict(machine.node_labels)
+        if machine.node_taints:
+            node["taints"] = dict(machine.node_taints)
+        if node:
+            docs.append({"apiVersion": "v1alpha1", "kind": "KubeNodeConfig", **node})
+    else:
+        if machine.node_labels:
+            main["nodeLabels"] = dict(machine.node_labels)
+        if machine.node_taints:
+            main["nodeTaints"] = dict(machine.node_taints)
+    if contract.multidoc_network_config:
+        docs.extend(_network_documents(machine))
+    elif network := _legacy_network(machine):
+        main["network"] = network
+    if main:
+        docs.insert(0, {"version": "v1alpha1", "machine": main})
     return ConfigPatch("strategic", documents=tuple(docs)) if docs else None
 
 
 def generate_documents(cluster: ClusterSpec, machine: MachineSpec) -> list[dict[str, Any]]:
     """Every document of the machine's config, patched and in Go's field order."""
-    docs = base_documents(_options(cluster, machine), machine.role)
-    own = machine_patch(machine, cluster.contract)
+    options = _options(cluster, machine)
+    docs = base_documents(options, machine.role)
+    own = machine_patch(
+        machine, cluster.contract, install_kernel_args=bool(options.install_extra_kernel_args)
+    )
     patches = [*([own] if own else []), *cluster.patches, *machine.patches]
     if patches:
         docs = apply_patches(docs, patches)

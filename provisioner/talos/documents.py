@@ -16,12 +16,25 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from provisioner.talos.contract import VersionContract
 from provisioner.talos.pki import CertAndKey
 from provisioner.talos.secrets import SecretsBundle
 
-__all__ = ["GenerateOptions", "MachineType", "base_documents"]
+__all__ = [
+    "DEFAULT_KUBEPRISM_PORT",
+    "GenerateOptions",
+    "MachineType",
+    "audit_policy",
+    "doc",
+    "image",
+    "pair",
+    "pod_security",
+    "registry_documents",
+    "subnets",
+    "v1alpha1_legacy",
+]
 
 
 MachineType = Literal["controlplane", "worker"]
@@ -61,21 +74,25 @@ class GenerateOptions:
     local_api_server_port: int = 0
     pod_subnets: tuple[str, ...] = ()
     service_subnets: tuple[str, ...] = ()
+    discovery: bool = True
+    kubeprism_port: int = DEFAULT_KUBEPRISM_PORT
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _pair(value: CertAndKey, *, with_key: bool = True) -> dict[str, str]:
+def pair(value: CertAndKey, *, with_key: bool = True) -> dict[str, str]:
+    """A v1alpha1 ``{crt, key}`` pair, base64 of the PEMs; a worker gets no key."""
     return {"crt": _b64(value.crt), "key": _b64(value.key) if with_key else ""}
 
 
-def _image(repository: str, version: str) -> str:
+def image(repository: str, version: str) -> str:
+    """``repository:vX.Y.Z`` as Talos tags Kubernetes images."""
     return f"{repository}:v{version.removeprefix('v')}"
 
 
-def _subnets(opts: GenerateOptions) -> tuple[list[str], list[str]]:
+def subnets(opts: GenerateOptions) -> tuple[list[str], list[str]]:
     """Pod and service subnets: explicit ones, else Talos's defaults."""
     # Talos picks IPv6 defaults only when the endpoint string itself is an IPv6 address,
     # which a URL never is; mirrored so that the output matches talosctl.
@@ -87,11 +104,13 @@ def _subnets(opts: GenerateOptions) -> tuple[list[str], list[str]]:
     return list(opts.pod_subnets) or [pod], list(opts.service_subnets) or [service]
 
 
-def _doc(kind: str, **fields: Any) -> dict[str, Any]:  # noqa: ANN401 - document fields are free-form
+def doc(kind: str, **fields: Any) -> dict[str, Any]:  # noqa: ANN401 - document fields are free-form
+    """A ``v1alpha1`` multi-document config document of ``kind``."""
     return {"apiVersion": "v1alpha1", "kind": kind, **fields}
 
 
-def _pod_security() -> dict[str, Any]:
+def pod_security() -> dict[str, Any]:
+    """Talos's default PodSecurity admission configuration."""
     return {
         "apiVersion": "pod-security.admission.config.k8s.io/v1alpha1",
         "defaults": {
@@ -107,7 +126,8 @@ def _pod_security() -> dict[str, Any]:
     }
 
 
-def _audit_policy() -> dict[str, Any]:
+def audit_policy() -> dict[str, Any]:
+    """Talos's default kube-apiserver audit policy."""
     return {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}
 
 
@@ -119,47 +139,86 @@ def _cni_v1alpha1(opts: GenerateOptions) -> dict[str, Any] | None:
     return None
 
 
-def _registry_documents(opts: GenerateOptions) -> list[dict[str, Any]]:
+def registry_documents(opts: GenerateOptions) -> list[dict[str, Any]]:
+    """RegistryMirrorConfig documents (contract 1.12 on)."""
     # Talos sorts registry documents by kind, then by name.
     return [
-        _doc(
+        doc(
             "RegistryMirrorConfig", name=host, endpoints=[{"url": url} for url in opts.registry_mirrors[host]]
         )
         for host in sorted(opts.registry_mirrors)
     ]
 
 
-def _v1alpha1_legacy(opts: GenerateOptions, machine_type: MachineType) -> dict[str, Any]:
-    """The single big ``v1alpha1`` document of contracts up to 1.13."""
-    control_plane = machine_type == "controlplane"
-    secrets = opts.secrets
-    pod_nets, service_nets = _subnets(opts)
-    install: dict[str, Any] = {"wipe": False, "grubUseUKICmdline": True}
+def _legacy_install(opts: GenerateOptions) -> dict[str, Any]:
+    install: dict[str, Any] = {"wipe": False}
+    if opts.contract.grub_use_uki_cmdline_default:
+        install["grubUseUKICmdline"] = True
     if opts.install_disk:
         install["disk"] = opts.install_disk
     if opts.install_image:
         install["image"] = opts.install_image
     if opts.install_extra_kernel_args:
         install["extraKernelArgs"] = list(opts.install_extra_kernel_args)
+    return install
+
+
+def _legacy_features(opts: GenerateOptions) -> dict[str, Any]:
+    contract = opts.contract
+    features: dict[str, Any] = {}
+    if not contract.hide_rbac_and_key_usage:
+        features["rbac"] = True
+        features["apidCheckExtKeyUsage"] = True
+    if not contract.multidoc_network_config:
+        features["stableHostname"] = True
+    features["diskQuotaSupport"] = True
+    if opts.kubeprism_port > 0:
+        # An explicit port 0 turns KubePrism off, as Talos's WithKubePrismPort(0) does.
+        features["kubePrism"] = {"enabled": True, "port": opts.kubeprism_port}
+    features["hostDNS"] = {"enabled": True, "forwardKubeDNSToHost": True}
+    return features
+
+
+def _api_server_sans(opts: GenerateOptions) -> list[str]:
+    """Talos's ``GetAPIServerSANs``: up to 1.11 the endpoint's host comes first."""
+    sans = []
+    if opts.contract.populate_cluster_sans_from_endpoint:
+        # Go's url.Hostname(): no port, no brackets, case kept (urlsplit would lower it).
+        host = urlsplit(opts.endpoint).netloc.rpartition("@")[2]
+        host = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
+        if host:
+            sans.append(host)
+    return [*sans, *opts.additional_sans]
+
+
+def v1alpha1_legacy(opts: GenerateOptions, machine_type: MachineType) -> dict[str, Any]:
+    """The single big ``v1alpha1`` document of contracts up to 1.13."""
+    control_plane = machine_type == "controlplane"
+    secrets = opts.secrets
+    pod_nets, service_nets = subnets(opts)
+    contract = opts.contract
     machine: dict[str, Any] = {
         "type": machine_type,
         "token": secrets.trustd_token,
-        "ca": _pair(secrets.os, with_key=control_plane),
+        "ca": pair(secrets.os, with_key=control_plane),
         "certSANs": list(opts.additional_sans),
         "kubelet": {
-            "image": _image(KUBELET_IMAGE, opts.kubernetes_version),
+            "image": image(KUBELET_IMAGE, opts.kubernetes_version),
             "defaultRuntimeSeccompProfileEnabled": True,
             "disableManifestsDirectory": True,
         },
-        "install": install,
-        "features": {
-            "diskQuotaSupport": True,
-            "kubePrism": {"enabled": True, "port": DEFAULT_KUBEPRISM_PORT},
-            "hostDNS": {"enabled": True, "forwardKubeDNSToHost": True},
-        },
+        "install": _legacy_install(opts),
+        "features": _legacy_features(opts),
     }
+    if not contract.kubespan_multidoc_config:
+        # Talos writes an empty legacy network section up to 1.12 (generate/network.go).
+        machine["network"] = {}
     if opts.sysctls:
         machine["sysctls"] = dict(opts.sysctls)
+    if opts.registry_mirrors and not contract.multidoc_network_config:
+        machine["registries"] = {
+            "mirrors": {host: {"endpoints": list(urls)} for host, urls in opts.registry_mirrors.items()}
+        }
     if control_plane:
         machine["nodeLabels"] = {LABEL_EXCLUDE_LB: ""}
     network: dict[str, Any] = {
@@ -181,9 +240,9 @@ def _v1alpha1_legacy(opts: GenerateOptions, machine_type: MachineType) -> dict[s
         "network": network,
         "token": secrets.bootstrap_token,
     }
-    discovery = {"enabled": True, "registries": {"kubernetes": {"disabled": True}, "service": {}}}
+    discovery = {"enabled": opts.discovery, "registries": {"kubernetes": {"disabled": True}, "service": {}}}
     if not control_plane:
-        cluster |= {"ca": _pair(secrets.k8s, with_key=False), "discovery": discovery}
+        cluster |= {"ca": pair(secrets.k8s, with_key=False), "discovery": discovery}
         return {
             "version": "v1alpha1",
             "debug": False,
@@ -192,167 +251,27 @@ def _v1alpha1_legacy(opts: GenerateOptions, machine_type: MachineType) -> dict[s
             "cluster": cluster,
         }
     api_server: dict[str, Any] = {
-        "image": _image(APISERVER_IMAGE, opts.kubernetes_version),
-        "admissionControl": [{"name": "PodSecurity", "configuration": _pod_security()}],
-        "auditPolicy": _audit_policy(),
+        "image": image(APISERVER_IMAGE, opts.kubernetes_version),
+        "admissionControl": [{"name": "PodSecurity", "configuration": pod_security()}],
+        "auditPolicy": audit_policy(),
     }
-    if opts.additional_sans:
-        api_server["certSANs"] = list(opts.additional_sans)
+    if sans := _api_server_sans(opts):
+        api_server["certSANs"] = sans
+    if not contract.hide_disable_psp:
+        api_server["disablePodSecurityPolicy"] = True
     if secrets.secretbox_encryption_secret:
         cluster["secretboxEncryptionSecret"] = secrets.secretbox_encryption_secret
     cluster |= {
-        "ca": _pair(secrets.k8s),
-        "aggregatorCA": _pair(secrets.k8s_aggregator),
+        "ca": pair(secrets.k8s),
+        "aggregatorCA": pair(secrets.k8s_aggregator),
         "serviceAccount": {"key": _b64(secrets.k8s_service_account_key)},
         "apiServer": api_server,
-        "controllerManager": {"image": _image(CONTROLLER_MANAGER_IMAGE, opts.kubernetes_version)},
-        "proxy": {"image": _image(PROXY_IMAGE, opts.kubernetes_version)},
-        "scheduler": {"image": _image(SCHEDULER_IMAGE, opts.kubernetes_version)},
+        "controllerManager": {"image": image(CONTROLLER_MANAGER_IMAGE, opts.kubernetes_version)},
+        "proxy": {"image": image(PROXY_IMAGE, opts.kubernetes_version)},
+        "scheduler": {"image": image(SCHEDULER_IMAGE, opts.kubernetes_version)},
         "discovery": discovery,
-        "etcd": {"ca": _pair(secrets.etcd)},
+        "etcd": {"ca": pair(secrets.etcd)},
     }
     if opts.allow_scheduling_on_control_planes:
         cluster["allowSchedulingOnControlPlanes"] = True
     return {"version": "v1alpha1", "debug": False, "persist": True, "machine": machine, "cluster": cluster}
-
-
-def _kubernetes_universal(opts: GenerateOptions, *, control_plane: bool) -> list[dict[str, Any]]:
-    secrets = opts.secrets
-    pod_nets, service_nets = _subnets(opts)
-    node: dict[str, Any] = {"nodeIP": {}}
-    if control_plane:
-        node["labels"] = {LABEL_CONTROL_PLANE: "", LABEL_EXCLUDE_LB: ""}
-        if not opts.allow_scheduling_on_control_planes:
-            node["taints"] = {LABEL_CONTROL_PLANE: "NoSchedule"}
-    if control_plane:
-        ca: dict[str, Any] = {
-            "issuingCA": {"cert": secrets.k8s.crt.decode(), "key": secrets.k8s.key.decode()}
-        }
-    else:
-        ca = {"acceptedCAs": [secrets.k8s.crt.decode()]}
-    return [
-        _doc("KubeClusterConfig", clusterName=opts.cluster_name, endpoint=opts.endpoint),
-        _doc("KubeNodeConfig", **node),
-        _doc(
-            "KubeletConfig",
-            image=_image(KUBELET_IMAGE, opts.kubernetes_version),
-            config={},
-            defaultRuntimeSeccompProfileEnabled=True,
-        ),
-        _doc(
-            "KubeNetworkConfig", dnsDomain=opts.dns_domain, podSubnets=pod_nets, serviceSubnets=service_nets
-        ),
-        _doc("KubeAPIServerCAConfig", **ca),
-        _doc("KubePrismConfig", port=DEFAULT_KUBEPRISM_PORT),
-    ]
-
-
-def _kubernetes_control_plane(opts: GenerateOptions) -> list[dict[str, Any]]:
-    secrets, version = opts.secrets, opts.kubernetes_version
-    aggregator = {"cert": secrets.k8s_aggregator.crt.decode(), "key": secrets.k8s_aggregator.key.decode()}
-    providers: list[Any] = []
-    # Provider names and order must match the pre-1.14 kube-apiserver rendering so that a
-    # cluster regenerated under 1.14 can still decrypt its secrets.
-    if secrets.secretbox_encryption_secret:
-        keys = [{"name": "key2", "secret": secrets.secretbox_encryption_secret}]
-        providers.append({"secretbox": {"keys": keys}})
-    if secrets.aescbc_encryption_secret:
-        providers.append(
-            {"secretbox": {"keys": [{"name": "key1", "secret": secrets.aescbc_encryption_secret}]}}
-        )
-    api_server: dict[str, Any] = {"image": _image(APISERVER_IMAGE, version)}
-    if opts.local_api_server_port:
-        api_server["apiPort"] = opts.local_api_server_port
-    if opts.additional_sans:
-        api_server["certExtraSANs"] = list(opts.additional_sans)
-    authentication = {
-        "anonymous": {
-            "conditions": [{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"}],
-            "enabled": True,
-        },
-        "jwt": [],
-    }
-    docs = [
-        _doc("KubeAggregatorCAConfig", issuingCA=aggregator),
-        _doc("KubeAdmissionControlConfig", name="PodSecurity", configuration=_pod_security()),
-        _doc("KubeAuditPolicyConfig", configuration=_audit_policy()),
-        _doc("KubeAuthenticationConfig", configuration=authentication),
-        _doc("KubeAuthorizerConfig", name="node", type="Node"),
-        _doc("KubeAuthorizerConfig", name="rbac", type="RBAC"),
-        _doc(
-            "KubeEtcdEncryptionConfig",
-            config={"resources": [{"providers": providers, "resources": ["secrets"]}]},
-        ),
-        _doc(
-            "KubeServiceAccountConfig",
-            issuer={"privateKey": secrets.k8s_service_account_key.decode(), "issuerURL": opts.endpoint},
-        ),
-        _doc("KubeAPIServerConfig", **api_server),
-        _doc("KubeControllerManagerConfig", image=_image(CONTROLLER_MANAGER_IMAGE, version)),
-        _doc("KubeSchedulerConfig", image=_image(SCHEDULER_IMAGE, version), config={}),
-        _doc("KubeProxyConfig", image=_image(PROXY_IMAGE, version), config={}),
-    ]
-    if opts.cni == "flannel":
-        docs.append(_doc("KubeFlannelCNIConfig", backendType="vxlan", backendPort=4789))
-    docs.append(_doc("KubeCoreDNSConfig", enabled=True))
-    if opts.cni == "custom":
-        for index, url in enumerate(opts.cni_urls):
-            name = "custom-cni" if index == 0 else f"custom-cni-{index + 1}"
-            docs.append(_doc("KubeExternalManifestConfig", name=name, url=url))
-    return docs
-
-
-def _multidoc(opts: GenerateOptions, machine_type: MachineType) -> list[dict[str, Any]]:
-    """Contract 1.14 and later: a slim ``v1alpha1`` document plus ``kind:`` documents."""
-    control_plane = machine_type == "controlplane"
-    secrets = opts.secrets
-    cluster: dict[str, Any] = {"token": secrets.bootstrap_token}
-    if control_plane:
-        cluster["etcd"] = {"ca": _pair(secrets.etcd)}
-    v1alpha1 = {
-        "version": "v1alpha1",
-        "debug": False,
-        "persist": True,
-        "machine": {
-            "type": machine_type,
-            "token": secrets.trustd_token,
-            "ca": _pair(secrets.os, with_key=control_plane),
-            "certSANs": list(opts.additional_sans),
-            "features": {"diskQuotaSupport": True},
-        },
-        "cluster": cluster,
-    }
-    docs: list[dict[str, Any]] = [
-        v1alpha1,
-        _doc("DiscoveryServiceConfig", name="default", endpoint=DISCOVERY_ENDPOINT),
-        _doc("DiscoveryIdentityConfig", clusterID=secrets.cluster_id, clusterSecret=secrets.cluster_secret),
-    ]
-    if opts.install_disk:
-        installer = {"image": opts.install_image} if opts.install_image else {}
-        provisioning = {"diskSelector": {"match": f'disk.dev_path == "{opts.install_disk}"'}, "wipe": False}
-        docs.append(_doc("UnattendedInstallConfig", installer=installer, provisioning=provisioning))
-    docs.append(_doc("ResolverConfig", hostDNS={"enabled": True, "forwardKubeDNSToHost": True}))
-    if opts.sysctls:
-        docs.append(_doc("SysctlConfig", params=dict(opts.sysctls)))
-    docs += [
-        _doc("VolumeConfig", name="EPHEMERAL", mount={"secure": True}),
-        _doc("FilesystemTrimConfig", interval="168h0m0s"),
-        _doc("SecurityProfileConfig", workloadIsolation=True),
-        *_registry_documents(opts),
-        _doc("HostnameConfig", auto="stable"),
-        *_kubernetes_universal(opts, control_plane=control_plane),
-    ]
-    if control_plane:
-        docs += _kubernetes_control_plane(opts)
-    return docs
-
-
-def base_documents(opts: GenerateOptions, machine_type: MachineType) -> list[dict[str, Any]]:
-    """The documents ``talosctl gen config`` would generate for ``machine_type``."""
-    if opts.contract.multidoc_kubernetes:
-        return _multidoc(opts, machine_type)
-    return [
-        _v1alpha1_legacy(opts, machine_type),
-        *_registry_documents(opts),
-        _doc("HostnameConfig", auto="stable"),
-    ]

@@ -13,19 +13,26 @@ from typing import Any
 
 import yaml
 
+from provisioner.events import Event, Severity, utcnow
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.store.repository import Store
 from provisioner.talos.config import ClusterSpec, LinkSpec, MachineSpec, generate_config
-from provisioner.talos.contract import UnsupportedContractError, VersionContract
+from provisioner.talos.contract import ResolvedContract, UnsupportedContractError, VersionContract, resolve
+from provisioner.talos.documents import DEFAULT_KUBEPRISM_PORT
 from provisioner.talos.patches import ConfigPatch, PatchError
 from provisioner.talos.secrets import SecretsBundle, SecretsFormatError, load_bundle
-from provisioner.talos.validate import validate_config
+from provisioner.talos.validate import Mode, validate_config
+from provisioner.web.protocols import ConfigRefusedError
 
 __all__ = ["ConfigRenderError", "cluster_spec", "load_secrets", "machine_spec", "render_machine_config"]
 
 
-class ConfigRenderError(Exception):
-    """The machine's config cannot be produced; the message says why (no secrets in it)."""
+class ConfigRenderError(ConfigRefusedError):
+    """The machine's config cannot be produced; the message says why (no secrets in it).
+
+    A ConfigRefusedError, so the web layer records the message (the Talos rule a config
+    breaks, say) as the machine's failure reason.
+    """
 
 
 def _patches(raw: Sequence[Any], where: str) -> tuple[ConfigPatch, ...]:
@@ -40,12 +47,17 @@ def _patches(raw: Sequence[Any], where: str) -> tuple[ConfigPatch, ...]:
     return tuple(out)
 
 
-def contract_of(cluster: ClusterRecord) -> VersionContract:
-    """The config contract a cluster's Talos version implies."""
+def resolved_contract(cluster: ClusterRecord) -> ResolvedContract:
+    """The config contract a cluster's Talos version implies, with a note when it is not its own."""
     try:
-        return VersionContract.parse(cluster.talos_version)
+        return resolve(cluster.talos_version)
     except UnsupportedContractError as exc:
         raise ConfigRenderError(f"cluster {cluster.name}: {exc}") from None
+
+
+def contract_of(cluster: ClusterRecord) -> VersionContract:
+    """The config contract a cluster's Talos version implies."""
+    return resolved_contract(cluster).contract
 
 
 def cluster_spec(cluster: ClusterRecord, bundle: SecretsBundle) -> ClusterSpec:
@@ -65,8 +77,14 @@ def cluster_spec(cluster: ClusterRecord, bundle: SecretsBundle) -> ClusterSpec:
         cert_sans=tuple(spec.get("certSANs", ())),
         registry_mirrors={k: tuple(v) for k, v in (spec.get("registryMirrors") or {}).items()},
         install_disk=str(spec.get("installDisk") or ""),
+        install_image=str(spec.get("installImage") or ""),
+        extra_kernel_args=tuple(str(a) for a in spec.get("kernelArgs", ())),
+        sysctls={str(k): str(v) for k, v in (spec.get("sysctls") or {}).items()},
+        local_api_server_port=int(spec.get("localAPIServerPort") or 0),
         pod_subnets=tuple(str(s) for s in spec.get("podSubnets", ())),
         service_subnets=tuple(str(s) for s in spec.get("serviceSubnets", ())),
+        discovery=bool(spec.get("discovery", True)),
+        kubeprism_port=int(spec.get("kubePrismPort", DEFAULT_KUBEPRISM_PORT)),
         patches=_patches(spec.get("configPatches", ()), f"cluster {cluster.name}"),
     )
 
@@ -97,10 +115,13 @@ def machine_spec(machine: MachineRecord, cluster: ClusterRecord) -> MachineSpec:
     for taint in spec.get("taints", ()):
         effect = taint.get("effect", "NoSchedule")
         taints[taint["key"]] = f"{taint['value']}:{effect}" if taint.get("value") else effect
+    # hostnameMode stable keeps Talos's generated HostnameConfig "auto: stable".
+    stable = (spec.get("hostnameMode") or cluster.spec.get("hostnameMode")) == "stable"
     return MachineSpec(
         role="controlplane" if machine.role == "controlplane" else "worker",
-        hostname=machine.hostname or machine.name,
+        hostname="" if stable else machine.hostname or machine.name,
         install_disk=machine.install_disk or str(cluster.spec.get("installDisk") or ""),
+        install_image=str(spec.get("installImage") or ""),
         links=_links(spec.get("interfaces", ())),
         nameservers=tuple(str(n) for n in spec.get("nameservers", ())),
         cert_sans=tuple(spec.get("certSANs", ())),
@@ -124,15 +145,26 @@ async def load_secrets(store: Store, cluster: str) -> SecretsBundle:
         raise ConfigRenderError(f"cluster {cluster}: stored secrets bundle is invalid: {exc}") from None
 
 
-async def render_machine_config(store: Store, machine: MachineRecord, cluster: ClusterRecord) -> bytes:
-    """Generate and validate the machine's config; raise ConfigRenderError with the reasons."""
+async def render_machine_config(
+    store: Store, machine: MachineRecord, cluster: ClusterRecord, *, mode: Mode = "metal"
+) -> bytes:
+    """Generate and validate the machine's config; raise ConfigRenderError with the reasons.
+
+    A Talos version newer than the newest known contract is generated with that contract
+    and recorded as a ``config.contract`` event on the machine.
+    """
     bundle = await load_secrets(store, cluster.name)
     cspec = cluster_spec(cluster, bundle)
+    if note := resolved_contract(cluster).note:
+        event = Event(
+            kind="config.contract", at=utcnow(), machine=machine.name, severity=Severity.WARNING, message=note
+        )
+        await store.append_events([event])
     try:
         text = generate_config(cspec, machine_spec(machine, cluster))
     except (PatchError, ValueError) as exc:
         raise ConfigRenderError(f"machine {machine.name}: cannot generate its config: {exc}") from None
-    if problems := validate_config(text, cspec.contract, mode="metal"):
+    if problems := validate_config(text, cspec.contract, mode=mode):
         shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
         raise ConfigRenderError(f"machine {machine.name}: generated config is invalid: {shown}")
     return text.encode()

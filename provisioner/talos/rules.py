@@ -22,15 +22,6 @@ from provisioner.talos.secrets import CLUSTER_ID_BYTES, CLUSTER_SECRET_BYTES, TO
 
 __all__ = ["check_rules"]
 
-_WORKER_FORBIDDEN_KINDS = ("KubeAggregatorCAConfig", "KubeServiceAccountConfig")
-_WORKER_FORBIDDEN_KEYS = (
-    "machine.ca.key",
-    "cluster.ca.key",
-    "cluster.aggregatorCA.key",
-    "cluster.etcd.ca.key",
-    "cluster.serviceAccount.key",
-)
-
 
 def _get(doc: Any, *path: str) -> Any:  # noqa: ANN401 - YAML values are untyped
     for part in path:
@@ -128,11 +119,12 @@ def _check_token(value: object, path: str, errors: list[str]) -> None:
 def _check_endpoint(value: object, path: str, errors: list[str]) -> None:
     if value is None:
         return
-    parts = urlsplit(str(value))
     try:
+        parts = urlsplit(str(value))
         port = parts.port
     except ValueError:
         port = -1
+        parts = urlsplit("")
     if parts.scheme != "https" or not parts.hostname or port == -1:
         errors.append(f"{path}: must be an https:// URL with a host (got {value!r})")
 
@@ -157,36 +149,28 @@ def _by_kind(docs: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {str(doc["kind"]): doc for doc in docs if "kind" in doc}
 
 
-def _check_roles(main: Mapping[str, Any], kinds: Mapping[str, Mapping[str, Any]], errors: list[str]) -> None:
-    machine_type = _get(main, "machine", "type")
-    if machine_type == "worker":
-        errors.extend(
-            f"{path}: a worker config must not carry a CA private key"
-            for path in _WORKER_FORBIDDEN_KEYS
-            if _get(main, *path.split("."))
-        )
-        if _get(kinds.get("KubeAPIServerCAConfig"), "issuingCA", "key"):
-            errors.append(
-                "KubeAPIServerCAConfig.issuingCA.key: a worker config must not carry a CA private key"
-            )
-        errors.extend(
-            f"{kind}: a worker config must not carry {kind} (it holds a private key)"
-            for kind in _WORKER_FORBIDDEN_KINDS
-            if kind in kinds
-        )
-    elif machine_type in ("controlplane", "init") and not _get(main, "machine", "ca", "key"):
-        errors.append("machine.ca.key: a control-plane config must carry the OS CA private key")
+def _check_multidoc_worker_keys(
+    main: Mapping[str, Any], kinds: Mapping[str, Mapping[str, Any]], errors: list[str]
+) -> None:
+    """A worker never gets the Kubernetes CA key (Talos checks only the v1alpha1 field)."""
+    if _get(main, "machine", "type") in ("worker", "join", "") and _get(
+        kinds.get("KubeAPIServerCAConfig"), "issuingCA", "key"
+    ):
+        errors.append("KubeAPIServerCAConfig.issuingCA.key: a worker config must not carry a CA private key")
 
 
 def _check_install_disk(
     main: Mapping[str, Any], kinds: Mapping[str, Mapping[str, Any]], errors: list[str]
 ) -> None:
-    legacy = _get(main, "machine", "install")
-    if isinstance(legacy, Mapping) and (legacy.get("disk") or legacy.get("diskSelector")):
+    """Provisioner rule: on metal the machine installs, so the config must say where.
+
+    Talos checks a present ``machine.install`` and a present UnattendedInstallConfig
+    (talosrules); with neither, Talos (1.14+) boots without installing, which is never
+    what a provisioned machine is for.
+    """
+    if isinstance(_get(main, "machine", "install"), Mapping) or "UnattendedInstallConfig" in kinds:
         return
-    if _get(kinds.get("UnattendedInstallConfig"), "provisioning", "diskSelector", "match"):
-        return
-    errors.append("machine.install.disk: an install disk is required on metal")
+    errors.append("UnattendedInstallConfig: an install disk is required on metal (provisioner rule)")
 
 
 def check_rules(docs: list[Mapping[str, Any]], *, require_install_disk: bool) -> list[str]:
@@ -194,7 +178,7 @@ def check_rules(docs: list[Mapping[str, Any]], *, require_install_disk: bool) ->
     errors: list[str] = []
     main = next((doc for doc in docs if "kind" not in doc), {})
     kinds = _by_kind(docs)
-    _check_roles(main, kinds, errors)
+    _check_multidoc_worker_keys(main, kinds, errors)
     _check_token(_get(main, "machine", "token"), "machine.token", errors)
     _check_token(_get(main, "cluster", "token"), "cluster.token", errors)
     _check_endpoint(

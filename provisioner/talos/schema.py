@@ -1,8 +1,9 @@
 """Talos's published JSON schemas: finding a document's schema and Go's field order.
 
 The schemas are vendored data files in ``schemas/``, copied verbatim from siderolabs/talos
-``pkg/machinery/config/schemas/config.schema.json`` at v1.13.9 and at release-1.14
-(v1.14.0-rc.1), so that validation needs nothing outside the package at run time.  They list
+``pkg/machinery/config/schemas/config.schema.json``, one per supported contract (1.10 to
+1.15; tags in ``schemas/README.md``), so that validation needs nothing outside the package
+at run time.  They list
 each struct's properties in Go declaration order, which is the order Go's YAML encoder
 writes them.  :func:`canonical_order` uses that to put any document (after a patch, say)
 into the order ``talosctl`` would write; maps (schemas without ``properties``) get Go's
@@ -18,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from provisioner.talos import goyaml
-from provisioner.talos.contract import VersionContract
+from provisioner.talos.contract import NEWEST, OLDEST, VersionContract
 
 __all__ = ["HIDDEN_FIELDS", "KIND_ALIASES", "canonical_order", "document_schema", "load_schema"]
 
@@ -31,8 +32,10 @@ SCHEMALESS_KINDS = frozenset({"ImageVerificationConfig"})
 
 
 def _schema_file(contract: VersionContract) -> str:
-    # 1.13 and 1.14 are the releases we vendor; newer contracts use the newest schema.
-    return "config.schema.v1.13.json" if not contract.at_least(1, 14) else "config.schema.v1.14.json"
+    # One schema per supported release (see schemas/README.md); a contract outside the
+    # range uses the nearest one.
+    nearest = min(max(contract, OLDEST), NEWEST)
+    return f"config.schema.v{nearest}.json"
 
 
 @cache
@@ -121,7 +124,8 @@ def _pick_object_schema(
 def _field_order(def_name: str, props: Mapping[str, Any], value: Mapping[str, Any]) -> list[str]:
     order = list(props)
     for owner, hidden, after in HIDDEN_FIELDS:
-        if owner == def_name:
+        # Older schemas still list some of these fields in place.
+        if owner == def_name and hidden not in order:
             order.insert(order.index(after) + 1 if after in order else 0, hidden)
     known = [key for key in order if key in value]
     return known + [key for key in value if key not in order]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from provisioner.daemon import Runtime
 from provisioner.reconciler import TrustVerdict
+from provisioner.startup import StartupError, check_tcp_bindable
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.store.repository import Store
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
@@ -78,7 +79,12 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
             {host, *(_endpoint_host(c.endpoint) for c in await rt.store.list_clusters())} - {"0.0.0.0", ""}
         )
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
-        server = await start_trustd(host, port, resolver)
+        # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
+        check_tcp_bindable("trustd.listen", settings.listen, host, port)
+        try:
+            server = await start_trustd(host, port, resolver)
+        except RuntimeError as exc:
+            raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
         rt.services["trustd"] = server
     elif settings.enabled:
         log.info("trustd not started: no cluster has a secrets bundle yet")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, Literal, Protocol
 
-from provisioner.talos.contract import VersionContract
+from provisioner.talos.contract import NEWEST, VersionContract
 from provisioner.talos.rules import check_rules
 from provisioner.talos.schema import (
     HIDDEN_FIELDS,
@@ -28,6 +28,7 @@ from provisioner.talos.schema import (
     document_schema,
     load_schema,
 )
+from provisioner.talos.talosrules import check_talos_rules
 from provisioner.talos.yamlload import YAMLLoadError, load_all
 
 __all__ = ["Mode", "detect_contract", "validate_config", "validate_documents"]
@@ -42,6 +43,7 @@ _STRUCT_PATHS = {
     "v1alpha1.InstallConfig": ("machine", "install"),
     "v1alpha1.FeaturesConfig": ("machine", "features"),
 }
+_SCHEMA_TYPE_ALIASES = {"init": "controlplane", "join": "worker"}
 _V113_ONLY_CLUSTER_KEYS = ("id", "secret", "controlPlane", "clusterName", "network", "ca")
 
 
@@ -70,9 +72,18 @@ def detect_contract(documents: list[Any]) -> VersionContract:
     for doc in documents:
         if isinstance(doc, Mapping) and "kind" not in doc and isinstance(doc.get("cluster"), Mapping):
             if any(key in doc["cluster"] for key in _V113_ONLY_CLUSTER_KEYS):
+                # Fields Talos stopped writing after 1.11 (contract.go HideRBACAndKeyUsage,
+                # HideDisablePSP) mark a 1.10/1.11 config; the 1.11 schema still lists them.
+                features = doc.get("machine", {}).get("features") or {}
+                api_server = doc["cluster"].get("apiServer") or {}
+                newer = any(isinstance(d, Mapping) and d.get("kind") == "HostnameConfig" for d in documents)
+                if not newer and ("rbac" in features or "disablePodSecurityPolicy" in api_server):
+                    return VersionContract(1, 11)
                 return VersionContract(1, 13)
-            return VersionContract(1, 14)
-    return VersionContract(1, 14)
+            # A slim v1alpha1 document: contract 1.14 or later; the newest schema knows
+            # every kind (1.14's configs validate against it too).
+            return NEWEST
+    return NEWEST
 
 
 def _label(index: int, doc: Mapping[str, Any]) -> str:
@@ -115,6 +126,12 @@ def _schema_errors(index: int, doc: Mapping[str, Any], contract: VersionContract
     checked = copy.deepcopy(dict(doc))
     if found[0] == "v1alpha1.Config":
         checked = _strip_hidden(checked)
+        machine = checked.get("machine")
+        if isinstance(machine, dict) and machine.get("type") in _SCHEMA_TYPE_ALIASES:
+            # The schema lists controlplane/worker only; Talos's machine.ParseType also reads
+            # "init" (the bootstrap control plane) and "join" (a worker), so they are checked
+            # as their schema equivalents.
+            machine["type"] = _SCHEMA_TYPE_ALIASES[machine["type"]]
     if isinstance(kind, str) and kind in KIND_ALIASES:
         checked["kind"] = KIND_ALIASES[kind]
     errors = sorted(_validator(contract, found[0]).iter_errors(checked), key=lambda e: list(map(str, e.path)))
@@ -137,6 +154,7 @@ def validate_documents(
         errors.append("config: the v1alpha1 document (version: v1alpha1) is missing")
     for index, doc in enumerate(mappings):
         errors += _schema_errors(index, doc, contract)
+    errors += check_talos_rules(mappings, mode)
     errors += check_rules(mappings, require_install_disk=mode == "metal")
     return errors
 

@@ -17,7 +17,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, ScalarNode
 
-__all__ = ["YAMLLoadError", "load_all"]
+__all__ = ["YAMLLoadError", "go_loader", "load_all"]
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -78,6 +78,11 @@ _GoLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+01234
 # No timestamp resolver: Talos has no timestamp fields, so dates stay strings.
 _GoLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _GoLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def go_loader() -> type[yaml.SafeLoader]:
+    """The loader class, for callers that need nodes (``yaml.compose``) with Go's resolution."""
+    return _GoLoader
 
 
 def load_all(text: str) -> list[Any]:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import socket
 from typing import TYPE_CHECKING
 
 from provisioner.events import Event, Severity, utcnow
+from provisioner.startup import StartupError, os_problem
 from provisioner.tftp.codec import (
     ErrorCode,
     Opcode,
@@ -128,9 +130,10 @@ class TftpServer:
             # No SO_REUSEADDR: on UDP it would let a second server share port 69 with us
             # and take some of our datagrams.
             sock.bind((self._host, self._settings.port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            setting = "tftp.listen_address" if exc.errno == errno.EADDRNOTAVAIL else "tftp.port"
+            raise StartupError(setting, f"{self._host}:{self._settings.port}", os_problem(exc)) from exc
         self._listener = sock
         self._loop.add_reader(sock.fileno(), self._on_listener)
         log.info("tftp listening on %s:%d", self._host, self.port)

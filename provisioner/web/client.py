@@ -23,11 +23,14 @@ DEFAULT_TIMEOUT_S = 30.0
 class ApiError(Exception):
     """The daemon answered with an error status."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(self, status: int, error: str, detail: str, *, reason: str = "", bmc: str = "") -> None:
         super().__init__(f"{status} {error}: {detail}" if detail else f"{status} {error}")
         self.status = status
         self.error = error
         self.detail = detail
+        self.reason = reason
+        """The machine-readable reason, when the API gives one (e.g. `bmc-auth-refused`)."""
+        self.bmc = bmc
 
 
 class DaemonUnreachableError(Exception):
@@ -152,4 +155,10 @@ def _api_error(exc: urllib.error.HTTPError) -> ApiError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    return ApiError(exc.code, str(body.get("error", exc.reason)), str(body.get("detail", "")))
+    return ApiError(
+        exc.code,
+        str(body.get("error", exc.reason)),
+        str(body.get("detail", "")),
+        reason=str(body.get("reason", "")),
+        bmc=str(body.get("bmc", "")),
+    )

@@ -37,7 +37,7 @@ from provisioner.model import MachineState
 from provisioner.store.records import MachineRecord
 from provisioner.web.context import TOKEN_ID, TOKEN_MACHINE, WebContext, ctx
 from provisioner.web.policy import CONFIG_DELIVERY_STATES
-from provisioner.web.protocols import ConfigRenderer
+from provisioner.web.protocols import ConfigRefusedError, ConfigRenderer
 
 __all__ = ["fetch_config", "routes"]
 
@@ -134,6 +134,8 @@ async def _render(c: WebContext, machine: MachineRecord) -> bytes:
     else:
         try:
             body = await renderer(machine, cluster)
+        except ConfigRefusedError as exc:
+            reason = f"renderer-failed: {exc}"
         except Exception as exc:
             log.exception("config renderer failed for %s", machine.name)
             reason = f"renderer-failed: {type(exc).__name__}"

@@ -43,7 +43,14 @@ def is_url(text: str) -> bool:
 
 
 def schematic_id(schematic: str) -> str:
-    """A schematic ID as given, or the sha256 of a schematic YAML file's bytes."""
+    """A schematic ID as given, or the Image Factory ID of a schematic YAML file.
+
+    The factory hashes its canonical marshalling of the schematic, not the file's bytes
+    (provisioner.talos.schematic), so comments, indentation and key order do not matter;
+    a schematic the factory would refuse (unknown key...) is an error naming file:line.
+    """
+    from provisioner.talos.schematic import SchematicError, schematic_id_of
+
     value = schematic.strip().lower()
     if _SCHEMATIC_RE.fullmatch(value):
         return value
@@ -51,7 +58,10 @@ def schematic_id(schematic: str) -> str:
     if not path.is_file():
         msg = f"--schematic is neither a 64-hex schematic ID nor a file: {schematic!r}"
         raise DownloadError(msg)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        return schematic_id_of(path.read_text(encoding="utf-8"), str(path))
+    except (SchematicError, UnicodeDecodeError) as exc:
+        raise DownloadError(str(exc)) from None
 
 
 def factory_urls(schematic: str, version: str, arch: str, base: str = FACTORY_URL) -> tuple[str, str]:

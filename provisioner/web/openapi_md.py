@@ -63,6 +63,8 @@ def _operation(lines: list[str], method: str, path: str, op: dict[str, Any]) -> 
 
 def _schema(lines: list[str], name: str, schema: dict[str, Any]) -> None:
     lines += [f"### {name}", ""]
+    if "description" in schema:
+        lines += [str(schema["description"]), ""]
     if "oneOf" in schema:
         for index, option in enumerate(schema["oneOf"], 1):
             lines += [f"Variant {index}:", ""]
@@ -93,7 +95,8 @@ def render() -> str:
         str(doc["info"]["description"]),
         "",
         "The machine-readable document is served at `/api/v1/openapi.json` (no token needed).",
-        'Errors are JSON objects `{"error": ..., "detail": ...}`.',
+        'Errors are JSON objects `{"error": ..., "detail": ...}`; a failed BMC call adds a',
+        "machine-readable `reason` ([BmcError](#bmcerror)).",
         "",
         "## Operations",
         "",

@@ -13,10 +13,19 @@ from typing import Protocol
 
 from provisioner.store.records import ClusterRecord, MachineRecord
 
-__all__ = ["POWER_ACTIONS", "ConfigRenderer", "PowerService"]
+__all__ = ["POWER_ACTIONS", "ConfigRefusedError", "ConfigRenderer", "PowerService"]
 
 ConfigRenderer = Callable[[MachineRecord, ClusterRecord], Awaitable[bytes]]
 """Render one machine's Talos config. Raises on any failure (the web layer refuses then)."""
+
+
+class ConfigRefusedError(Exception):
+    """A renderer's refusal to produce a config (say, Talos would refuse it).
+
+    Its message names the rule, never a secret; the web layer records it as the machine's
+    failure reason (any other exception is recorded by class name only).
+    """
+
 
 POWER_ACTIONS = ("on", "off", "cycle", "reset", "status", "bootdev")
 """The actions the API forwards; `bootdev` takes `device` (pxe|disk) and `persistent`."""
@@ -29,6 +38,7 @@ class PowerService(Protocol):
         """Run `action` (one of POWER_ACTIONS) on the machine's BMC; return a JSON-able result.
 
         Raises KeyError for an unknown machine, LookupError when it has no BMC, ValueError
-        for a bad action or argument, and any other exception for a BMC failure.
+        for a bad action or argument, and `PowerFailedError` (provisioner.power.base) for a
+        BMC failure; anything else is a bug (the API answers 500 `power-internal`).
         """
         ...

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from provisioner.daemon import Runtime
+from provisioner.startup import binding
 from provisioner.web.app import create_app
 
 __all__ = ["IDLE_TIMEOUT_S", "WebServer", "web_service"]
@@ -48,7 +49,12 @@ class WebServer:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=1024, reuse_address=True)
-        await site.start()
+        try:
+            with binding("http.listen", self._rt.settings.http.listen):
+                await site.start()
+        except BaseException:
+            await self.stop()  # nothing half-started: the runner goes with the failed bind
+            raise
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
         log.info("http listening on %s:%d", host, self.port)

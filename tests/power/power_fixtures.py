@@ -7,7 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,3 +181,90 @@ class HostileBmc:
     def _rmcp(ptype: int, payload: bytes) -> bytes:
         size = len(payload).to_bytes(2, "little")
         return bytes([6, 0, 0xFF, 7, 6, ptype, *([0] * 8)]) + size + payload
+
+
+@dataclass
+class Daemon:
+    """A real `provisioner serve` subprocess on 127.0.0.1 (HTTP only: DHCP/TFTP/trustd off)."""
+
+    config: Path
+    port: int
+    proc: subprocess.Popen[str] = field(repr=False)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PROVISIONER_CONFIG": str(self.config)}
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the real `provisioner` command against this daemon's settings."""
+        return subprocess.run(
+            [str(PROVISIONER), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+PROVISIONER = Path(sys.executable).with_name("provisioner")
+
+
+def daemon_config(base: Path, *, power_timeout_s: float = 8.0) -> tuple[Path, int]:
+    """A settings file for a loopback-only daemon under `base`; returns (path, http port)."""
+    port = free_tcp_port()
+    config = base / "provisioner.toml"
+    config.write_text(
+        f"""state_dir = {str(base / "state")!r}
+log_level = "warning"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[dhcp]
+mode = "off"
+
+[tftp]
+enabled = false
+
+[trustd]
+enabled = false
+
+[power]
+timeout_s = {power_timeout_s}
+retries = 0
+"""
+    )
+    return config, port
+
+
+def start_daemon(config: Path, port: int) -> Daemon:
+    """Start `provisioner serve` (stderr to serve.log beside the config); wait for the power API.
+
+    /healthz answers as soon as the web part is up; the power service starts after it, and
+    registers its counters then, so the daemon is ready for power calls once /metrics
+    shows them.
+    """
+    log = (config.parent / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [str(PROVISIONER), "serve", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    log.close()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
+                if b"provisioner_power_" in resp.read():
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            stop(proc)
+            msg = "provisioner serve exited: " + (config.parent / "serve.log").read_text()
+            raise AssertionError(msg)
+        assert time.monotonic() < deadline, "provisioner serve did not become ready"
+        time.sleep(0.1)
+    return Daemon(config, port, proc)

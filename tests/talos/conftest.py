@@ -39,3 +39,19 @@ def fresh_bundle() -> SecretsBundle:
 def other_bundle() -> SecretsBundle:
     """A second, unrelated cluster."""
     return generate_bundle(NOW, V113)
+
+
+STABILITY_DIR = DATA_DIR / "stability"
+
+
+def stability_text(contract: VersionContract, name: str) -> str:
+    """A file of Talos's stability testdata for ``contract`` (``base-worker.yaml``...)."""
+    return (STABILITY_DIR / f"v{contract}" / name).read_text(encoding="utf-8")
+
+
+def stability_patch(contract: VersionContract) -> str:
+    """The patch Talos's stability test applies to the "overrides" configs of ``contract``."""
+    # Talos switches on MultidocKernelModuleConfigSupported (> 1.13), v1alpha1_stability_test.go.
+    return (STABILITY_DIR / ("patch.yaml" if contract.multidoc_kubernetes else "patch-pre14.yaml")).read_text(
+        encoding="utf-8"
+    )

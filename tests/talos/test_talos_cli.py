@@ -151,8 +151,6 @@ def test_adhoc_config_for_both_roles(with_secrets: Path, tmp_path: Path) -> None
         "lab",
         "--endpoint",
         "https://10.77.0.10:6443",
-        "--install-disk",
-        "/dev/sda",
         "--out",
         str(out),
         "--patch",
@@ -161,8 +159,37 @@ def test_adhoc_config_for_both_roles(with_secrets: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["controlplane.yaml", "worker.yaml"]
     for path in out.iterdir():
-        assert validate_config(path.read_text()) == [], path
-        assert 'net.core.somaxconn: "65535"' in path.read_text()
+        text = path.read_text()
+        assert validate_config(text) == [], path
+        assert 'net.core.somaxconn: "65535"' in text
+        # The cluster's own fields and configPatches apply in ad-hoc mode too.
+        assert "disk: /dev/vda" in text
+        assert "- 10.77.0.1" in text  # machine.time.servers from the cluster's configPatches
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        (
+            "--install-disk",
+            "/dev/sda",
+            "--install-disk /dev/sda conflicts with cluster lab's installDisk /dev/vda",
+        ),
+        (
+            "--kubernetes-version",
+            "1.30.0",
+            "--kubernetes-version 1.30.0 conflicts with cluster lab's kubernetesVersion 1.33.0",
+        ),
+    ],
+)
+def test_adhoc_refuses_flags_that_contradict_the_cluster(
+    with_secrets: Path, flag: str, value: str, message: str
+) -> None:
+    result = run(
+        with_secrets, "cluster", "config", "lab", "--endpoint", "https://10.77.0.10:6443", flag, value
+    )
+    assert result.exit_code == 1
+    assert message in result.output
 
 
 def test_config_without_secrets_fails_clearly(settings: Path) -> None:
@@ -192,7 +219,7 @@ def test_validate_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["cluster", "validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}: machine.token: must match" in result.output
-    assert f"{bad}: machine.install.disk: an install disk is required on metal" in result.output
+    assert f"{bad}: machine.install: either install disk or diskSelector should be defined" in result.output
 
 
 def test_bad_cluster_name_is_rejected(settings: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from provisioner.talos import goyaml
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_documents
+from provisioner.talos.contract import NEWEST
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.validate import detect_contract, validate_config, validate_documents
 
@@ -48,7 +49,9 @@ def test_talos_golden_configs_are_valid_off_metal(name: str) -> None:
     assert validate_config(golden_text(name), mode="cloud") == []
     # On metal Talos needs an install disk, which the golden configs do not set.
     assert validate_config(golden_text(name)) == [
-        "machine.install.disk: an install disk is required on metal"
+        "machine.install: either install disk or diskSelector should be defined"
+        if name.startswith("v1.13")
+        else "UnattendedInstallConfig: an install disk is required on metal (provisioner rule)"
     ]
 
 
@@ -60,7 +63,7 @@ def test_generated_configs_are_valid(fresh_bundle: SecretsBundle) -> None:
 
 def test_contract_is_detected_from_shape(golden_bundle: SecretsBundle) -> None:
     assert detect_contract(_docs(golden_bundle, "worker", V113)) == V113
-    assert detect_contract(_docs(golden_bundle, "worker", V114)) == V114
+    assert detect_contract(_docs(golden_bundle, "worker", V114)) == NEWEST
 
 
 MUTATIONS: list[tuple[str, str, Callable[[Docs, SecretsBundle, SecretsBundle], Docs], str]] = [
@@ -68,19 +71,19 @@ MUTATIONS: list[tuple[str, str, Callable[[Docs, SecretsBundle, SecretsBundle], D
         "ca key in worker",
         "worker",
         lambda d, b, _o: _set(d, "machine.ca.key", base64.b64encode(b.os.key).decode()),
-        "machine.ca.key: a worker config must not carry a CA private key",
+        "machine.ca: issuing Talos API CA key is not allowed on non-controlplane nodes (.machine.ca)",
     ),
     (
         "k8s ca key in worker",
         "worker",
         lambda d, b, _o: _set(d, "cluster.ca.key", base64.b64encode(b.k8s.key).decode()),
-        "cluster.ca.key: a worker config must not carry a CA private key",
+        "cluster.ca: issuing Kubernetes API CA key is not allowed on non-controlplane nodes (.cluster.ca)",
     ),
     (
         "no os ca key on controlplane",
         "controlplane",
         lambda d, _b, _o: _set(d, "machine.ca.key", ""),
-        "machine.ca.key: a control-plane config must carry the OS CA private key",
+        "machine.ca: issuing CA key is required for controlplane nodes (.machine.ca.key)",
     ),
     (
         "bad machine token",
@@ -122,7 +125,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Docs, SecretsBundle, SecretsBundle], D
         "missing install disk",
         "worker",
         lambda d, _b, _o: _set(d, "machine.install", {"wipe": False}),
-        "machine.install.disk: an install disk is required on metal",
+        "machine.install: either install disk or diskSelector should be defined",
     ),
     (
         "pem not base64",
@@ -174,7 +177,7 @@ def test_114_worker_must_not_carry_kubernetes_ca_key(fresh_bundle: SecretsBundle
     errors = _errors(docs)
     assert "KubeAPIServerCAConfig.issuingCA.key: a worker config must not carry a CA private key" in errors
     assert (
-        "KubeAggregatorCAConfig: a worker config must not carry KubeAggregatorCAConfig (it holds a private key)"
+        "config: the following document kinds are only allowed on control plane machines: [KubeAggregatorCAConfig]"
         in errors
     )
 
@@ -217,14 +220,14 @@ def test_config_without_main_document() -> None:
 
 def test_deprecated_fields_talos_still_accepts(golden_bundle: SecretsBundle) -> None:
     docs = _docs(golden_bundle, "worker", V113)
-    docs[0]["machine"]["network"] = {"hostname": "old-style"}
+    docs[0]["machine"]["network"] = {"nameservers": ["10.77.0.1"]}
     docs[0]["machine"]["features"]["rbac"] = True
     docs[0]["machine"]["install"]["extensions"] = [{"image": "ghcr.io/siderolabs/gvisor:1"}]
     assert _errors(docs) == []
     # ...but only in the v1alpha1 document, and only those fields.
-    docs.append({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "stable", "persist": True})
+    next(doc for doc in docs if doc.get("kind") == "HostnameConfig")["persist"] = True
     assert _errors(docs) == [
-        "doc[2] HostnameConfig: (document): Additional properties are not allowed ('persist' was unexpected)"
+        "doc[1] HostnameConfig: (document): Additional properties are not allowed ('persist' was unexpected)"
     ]
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from provisioner.events import Severity
+from provisioner.startup import StartupError
 from provisioner.tftp.codec import (
     Data,
     ErrorPacket,
@@ -369,5 +370,6 @@ async def test_garbage_on_transfer_socket_is_dropped(tftp_server: ServerFactory)
 
 async def test_port_in_use_is_an_error(tftp_server: ServerFactory):
     first, _ = await tftp_server()
-    with pytest.raises(OSError, match="in use"):
+    # One line naming the setting and value (issue 11 item 4), not a bare OSError.
+    with pytest.raises(StartupError, match=rf"^tftp.port 127.0.0.1:{first.port}: address already in use$"):
         await tftp_server(port=first.port)

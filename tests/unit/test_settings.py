@@ -92,11 +92,12 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[tftp]\nportt = 1\n", "tftp.portt: unknown key"),
-        ("[tftp]\nport = 70000\n", "tftp.port:"),
-        ("[dhcp]\nmode = 'both'\n", "dhcp.mode:"),
-        ("[http]\nlisten = 'nohost'\n", "http.listen:"),
-        ("bogus = 1\n", "bogus: unknown key"),
+        # `key value: problem`, the shape of every start-up error (issue 11 item 4)
+        ("[tftp]\nportt = 1\n", "tftp.portt 1: unknown key"),
+        ("[tftp]\nport = 70000\n", "tftp.port 70000: Input should be less than or equal to 65535"),
+        ("[dhcp]\nmode = 'both'\n", "dhcp.mode 'both':"),
+        ("[http]\nlisten = 'nohost'\n", "http.listen 'nohost': expected HOST:PORT"),
+        ("bogus = 1\n", "bogus 1: unknown key"),
         ("[[dhcp.subnet]]\ncidr = '10.0.0.0/24'\npool = '10.0.1.1-10.0.1.9'\n", "is not inside 10.0.0.0/24"),
         ("[tftp\n", "not valid TOML"),
     ],
@@ -107,6 +108,21 @@ def test_bad_key_or_value_names_file_and_key(tmp_path: Path, text: str, expected
         load_settings(path, environ={})
     assert str(path) in str(info.value)
     assert expected in str(info.value)
+
+
+def test_several_bad_entries_are_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[tftp]\nport = 70000\n[dhcp]\nmode = 'both'\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ={})
+    text = str(info.value)
+    assert "\n" not in text
+    assert "tftp.port 70000:" in text
+    assert "dhcp.mode 'both':" in text
+
+
+def test_unreadable_settings_file_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read the settings file"):
+        load_settings(tmp_path, environ={})  # a directory: root cannot read it as a file either
 
 
 def test_bad_environment_value_names_variable() -> None:

@@ -160,7 +160,12 @@ async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
         assert r.status == 400
     async with http.post(url.format("m2"), headers=env.auth(), json={"action": "off"}) as r:
         assert r.status == 502
-        assert "BMC" in (await r.json())["detail"]
+        failure = await r.json()
+    assert failure["reason"] == "bmc-unreachable"
+    assert failure["bmc"] == "ipmi 192.0.2.1:623"
+    assert failure["check"] == ["bmc.address", "bmc.port"]
+    assert "no answer to IPMI session setup within 5.0 s" in failure["detail"]
+    assert "check bmc.address, bmc.port of machine m2 in the inventory" in failure["detail"]
     async with http.post(url.format("zz"), headers=env.auth(), json={"action": "off"}) as r:
         assert r.status == 404
     audit = [(e.message, e.data.get("ok")) for e in env.events.events if e.kind == "api.change"]
@@ -169,6 +174,18 @@ async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
         text = await r.text()
     assert 'provisioner_power_calls_total{action="on"} 1.0' in text
     assert 'provisioner_power_failures_total{action="off"} 1.0' in text
+
+
+async def test_power_service_bug_is_500_not_a_bmc_failure(env: Env, http: aiohttp.ClientSession) -> None:
+    await seed(env)
+    env.rt.services["power"] = FakePower({"m1"}, crashing={"m1"})
+    async with http.post(
+        env.base + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
+    ) as r:
+        assert r.status == 500
+        body = await r.json()
+    assert body["reason"] == "power-internal"
+    assert "TimeoutError" in body["detail"]
 
 
 async def test_events_filter_and_pages(env: Env, http: aiohttp.ClientSession) -> None:

@@ -207,6 +207,27 @@ async def test_renderer_raising_fails_machine(env: Env, http: aiohttp.ClientSess
     assert await state(env) == "Failed"
 
 
+async def test_renderer_refusal_fails_machine_with_its_reason(env: Env, http: aiohttp.ClientSession) -> None:
+    """A config the renderer refuses (Talos would) is not served; the rule is the reason."""
+    from provisioner.talos.render import ConfigRenderError
+
+    await setup(env)
+    rule = "machine.install: install.extraKernelArgs and install.grubUseUKICmdline can't be used together"
+
+    async def refusing(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
+        raise ConfigRenderError(f"machine {machine.name}: generated config is invalid: {rule}")
+
+    env.rt.services["config_renderer"] = refusing
+    token = await token_for(http, env)
+    async with http.get(talos_url(env, token)) as r:
+        assert r.status == 503
+        assert "grubUseUKICmdline" not in await r.text()
+    assert refusals(env) == [("renderer-failed", "warning")]
+    machine = await env.store.get_machine("m1")
+    assert machine is not None and machine.state == "Failed"
+    assert rule in machine.state_reason
+
+
 async def test_token_never_logged(
     env: Env, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from provisioner.daemon import Runtime
 from provisioner.events import MemoryEventSink, utcnow
+from provisioner.power.base import PowerFailedError
 from provisioner.settings import Settings
 from provisioner.store.repository import Store
 from provisioner.store.tables import ClusterRow, LeaseRow, MachineRow, NicRow
@@ -166,9 +167,12 @@ def hexhyp(mac: str) -> str:
 class FakePower:
     """A behavioural power service: keeps each machine's power state and boot device."""
 
-    def __init__(self, machines: set[str], *, broken: set[str] | None = None) -> None:
+    def __init__(
+        self, machines: set[str], *, broken: set[str] | None = None, crashing: set[str] | None = None
+    ) -> None:
         self.machines = machines
         self.broken = broken or set()
+        self.crashing = crashing or set()
         self.power: dict[str, str] = {}
         self.bootdev: dict[str, tuple[str, bool]] = {}
         self.calls: list[tuple[str, str, dict[str, object]]] = []
@@ -178,7 +182,17 @@ class FakePower:
         if machine_name not in self.machines:
             raise KeyError(machine_name)
         if machine_name in self.broken:
-            raise TimeoutError("BMC did not answer")
+            bmc = "ipmi 192.0.2.1:623"
+            raise PowerFailedError(
+                machine_name,
+                action,
+                kind="unreachable",
+                bmc=bmc,
+                message=f"{bmc}: no answer to IPMI session setup within 5.0 s",
+                check=("bmc.address", "bmc.port"),
+            )
+        if machine_name in self.crashing:
+            raise TimeoutError("a bug in the power service")
         if action in ("on", "off"):
             self.power[machine_name] = action
         elif action in ("cycle", "reset"):

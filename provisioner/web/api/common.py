@@ -20,6 +20,7 @@ __all__ = [
     "actor",
     "audit",
     "int_param",
+    "json_error",
     "json_ok",
     "plain",
     "read_json_object",
@@ -47,6 +48,17 @@ def plain(value: object) -> Any:  # noqa: ANN401 - JSON-shaped output
 def json_ok(data: object, status: int = 200) -> web.Response:
     """A JSON answer."""
     return web.json_response(plain(data), status=status, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+def json_error(status: int, detail: str, *, reason: str, **extra: object) -> web.Response:
+    """An API error answer with a machine-readable `reason` (plus `extra` fields).
+
+    Same shape as the error middleware's `{"error", "detail"}` (OpenAPI `Error`), so
+    clients read every error the same way; `reason` lets scripts branch without parsing
+    `detail`.
+    """
+    body = {"error": web.Response(status=status).reason, "detail": detail, "reason": reason, **extra}
+    return json_ok(body, status=status)
 
 
 def actor(request: web.Request) -> str:

@@ -8,7 +8,16 @@ from aiohttp import web
 
 from provisioner.events import Severity
 from provisioner.model import MachineState
-from provisioner.web.api.common import MAX_ID, audit, checked_name, int_param, json_ok, read_json_object
+from provisioner.power.base import REASONS, PowerFailedError
+from provisioner.web.api.common import (
+    MAX_ID,
+    audit,
+    checked_name,
+    int_param,
+    json_error,
+    json_ok,
+    read_json_object,
+)
 from provisioner.web.context import ctx
 from provisioner.web.protocols import POWER_ACTIONS, PowerService
 
@@ -17,6 +26,7 @@ __all__ = ["routes"]
 log = logging.getLogger(__name__)
 
 BOOT_DEVICES = ("pxe", "disk")
+INTERNAL_REASON = REASONS["internal"]
 STATES = tuple(s.value for s in MachineState)
 
 
@@ -123,19 +133,36 @@ async def power(request: web.Request) -> web.Response:
     except ValueError as exc:
         c.metrics.power_failures.labels(action).inc()
         raise web.HTTPBadRequest(text=str(exc)) from None
-    except Exception as exc:
+    except PowerFailedError as exc:
+        # The driver's typed outcome goes to the caller whole: what happened, which BMC,
+        # which inventory fields to check (never the password; PowerError messages hold none).
         c.metrics.power_failures.labels(action).inc()
-        log.warning("power %s %s failed: %s", action, name, type(exc).__name__)
+        log.warning("power %s %s failed: %s", action, name, exc)
         c.rt.events.emit(
             audit(
                 request,
                 f"power {action}",
                 machine=name,
-                data={"ok": False, **kw},
+                data={"ok": False, "reason": exc.reason, **kw},
                 severity=Severity.WARNING,
             )
         )
-        raise web.HTTPBadGateway(text=f"BMC call failed: {type(exc).__name__}") from None
+        status = 500 if exc.reason == INTERNAL_REASON else 502
+        return json_error(status, str(exc), reason=exc.reason, bmc=exc.bmc, check=list(exc.check))
+    except Exception as exc:
+        c.metrics.power_failures.labels(action).inc()
+        log.exception("power %s %s failed inside the power service", action, name)
+        c.rt.events.emit(
+            audit(
+                request,
+                f"power {action}",
+                machine=name,
+                data={"ok": False, "reason": INTERNAL_REASON, **kw},
+                severity=Severity.WARNING,
+            )
+        )
+        detail = f"internal error in the power service ({type(exc).__name__}); see the daemon log"
+        return json_error(500, detail, reason=INTERNAL_REASON)
     if action != "status":
         c.rt.events.emit(audit(request, f"power {action}", machine=name, data={"ok": True, **kw}))
     return json_ok({"machine": name, "action": action, "result": result})

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from provisioner.events import Severity
 from provisioner.model import MachineState
+from provisioner.power.base import REASONS
 from provisioner.web.api.common import MAX_ID, NAME_RE
 from provisioner.web.protocols import POWER_ACTIONS
 
@@ -57,6 +58,29 @@ _ANY_OBJ: Schema = {"type": "object", "additionalProperties": True}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj({"error": _s("string"), "detail": _s("string")}),
+    "BmcError": {
+        **_obj(
+            {
+                "error": _s("string"),
+                "detail": _s("string"),
+                "reason": _s("string", enum=sorted(set(REASONS.values()))),
+                "bmc": _s("string"),
+                "check": {"type": "array", "items": _s("string")},
+            },
+            required=["error", "detail", "reason"],
+        ),
+        "description": (
+            "A failed BMC call (502) or a bug in the power service (500, `power-internal`). "
+            "`reason`: `bmc-auth-refused` the BMC refused the user name, password or privilege; "
+            "`bmc-unreachable` no answer at all; `bmc-timeout` the BMC started answering but did "
+            "not finish within `[power] timeout_s`, or a previous call to it is still running; "
+            "`bmc-unsupported` the BMC lacks the operation or option; `bmc-insecure` the BMC "
+            "offered only ciphers we refuse; `bmc-protocol` an error answer or garbage. "
+            "`bmc` is `driver address:port` (never the user or password); `check` lists the "
+            "machine's inventory `bmc:` fields to look at. Every BMC failure is 502 and "
+            "`reason` tells them apart (see docs/power.md)."
+        ),
+    },
     "Bmc": _obj(
         {
             "driver": _s("string"),
@@ -188,12 +212,14 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 _ERR = {"content": {"application/json": {"schema": _ref("Error")}}}
+_BMC_ERR = {"content": {"application/json": {"schema": _ref("BmcError")}}}
 _ERRORS = {
     "400": "invalid parameter or body",
     "401": "missing or invalid bearer token",
     "404": "no such object",
     "409": "conflict (in use, no BMC)",
-    "502": "the BMC call failed",
+    "500": "a bug in the power service (reason `power-internal`)",
+    "502": "the BMC call failed (`reason` says why)",
     "503": "the power service is not running",
 }
 
@@ -205,7 +231,7 @@ def _op(summary: str, ok: str, schema: str | None, errors: tuple[str, ...], **mo
     else:
         responses[ok] = {"description": summary, "content": {"application/json": {"schema": _ref(schema)}}}
     for code in ("400", "401", *errors):
-        responses[code] = {"description": _ERRORS[code], **_ERR}
+        responses[code] = {"description": _ERRORS[code], **(_BMC_ERR if code in {"500", "502"} else _ERR)}
     return {"summary": summary, "responses": responses, **more}
 
 
@@ -288,7 +314,7 @@ PATHS: dict[str, Schema] = {
             "Run a power action through the machine's BMC",
             "200",
             "PowerResult",
-            ("404", "409", "502", "503"),
+            ("404", "409", "500", "502", "503"),
             parameters=[_path_name()],
             requestBody={
                 "required": True,
