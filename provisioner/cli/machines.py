@@ -1,4 +1,4 @@
-"""`provisioner machines`: list, show, events. Reads the database directly (no daemon needed)."""
+"""`provisioner machines`: list, show, events (the database directly, no daemon needed); logs (the daemon)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run
+from provisioner.cli.logs import logs
 
 __all__ = ["machine_table", "machines"]
 
@@ -17,6 +18,9 @@ __all__ = ["machine_table", "machines"]
 @click.group()
 def machines() -> None:
     """Machines in the inventory and their lifecycle state."""
+
+
+machines.add_command(logs)
 
 
 def _age(since: datetime | None, now: datetime) -> str:
