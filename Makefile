@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-down test lint typecheck unit bench system-packages venv clean
+.PHONY: demo demo-down test check lint typecheck unit coverage-floor bench system-packages venv clean
 
 system-packages:
 	@scripts/install-system-packages
@@ -19,13 +19,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make test: system packages, virtualenv, then lint, types and the whole test suite.
-test: system-packages venv lint typecheck
-	$(BIN)/pytest
+## make test: system packages, virtualenv, then `make check` (lint, types, the fast tier and
+## the coverage floor), then every other test: real peers, network namespaces, PostgreSQL,
+## the installed wheel, the lab and end to end (docs/testing.md). Each test runs once.
+test: system-packages venv check
+	$(BIN)/pytest -m "not check"
+
+## make check: the inner loop, under 2 minutes: lint, types, the unit and in-memory tests
+## (marked `check` by tests/tiers.py) with branch coverage, and the floor on the pure cores.
+check: venv lint typecheck
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -q -m check
+	$(BIN)/python scripts/coverage-floor
 
 lint: venv
-	$(BIN)/ruff check provisioner tests lab bench
-	$(BIN)/ruff format --check provisioner tests lab bench
+	$(BIN)/ruff check provisioner tests lab bench scripts/coverage-floor
+	$(BIN)/ruff format --check provisioner tests lab bench scripts/coverage-floor
 
 typecheck: venv
 	$(BIN)/mypy provisioner lab
@@ -41,7 +50,7 @@ demo: system-packages venv
 demo-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m lab down; fi
 
-## make bench: every benchmark in bench/ against its peers (BENCH.md).
+## make bench: every benchmark in bench/ against its peers (docs/benchmarks.md).
 bench: system-packages venv
 	bench/run-all
 

@@ -1,4 +1,4 @@
-"""bench/dhcp: full DORA rate of our DHCP server against kea-dhcp4 and dnsmasq (BENCH.md).
+"""bench/dhcp: full DORA rate of our DHCP server against kea-dhcp4 and dnsmasq (docs/benchmarks.md).
 
 Topology: namespaces `pv-dhcpb-<rand>-srv` (10.88.0.1/16) and `...-cli` (10.88.0.2/16)
 joined by a veth pair. perfdhcp runs in the client namespace as a relay (giaddr 10.88.0.2,
@@ -10,8 +10,8 @@ both DISCOVER-OFFER and REQUEST-ACK drop under 0.1%. The result is the highest c
 
 - ours: `python -m provisioner.dhcp`, leases in SQLite (WAL, synchronous=FULL), group commit:
   every ACK waits for its lease's commit (durable);
-- kea-dhcp4 2.2: memfile, persist=true, lfc off, raw sockets, 1 thread (BENCH.md config);
-- dnsmasq: lease file on disk, no-ping, quiet, authoritative (BENCH.md config).
+- kea-dhcp4 2.2: memfile, persist=true, lfc off, raw sockets, 1 thread (docs/benchmarks.md config);
+- dnsmasq: lease file on disk, no-ping, quiet, authoritative (docs/benchmarks.md config).
 
 `--profile` also runs ours once under cProfile at its best rate and prints where the time
 goes. Every namespace and process is removed at the end, also on failure or Ctrl-C.
@@ -303,7 +303,9 @@ def profile_ours(lab: Lab, rate: int, duration: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/dhcp")
-    parser.add_argument("--duration", type=int, default=10, help="perfdhcp seconds per rate (BENCH.md: 20)")
+    parser.add_argument(
+        "--duration", type=int, default=10, help="perfdhcp seconds per rate (reference runs: 20)"
+    )
     parser.add_argument("--servers", default="ours,kea,dnsmasq")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """bench/http: boot-asset serving, ours vs nginx, in two network namespaces.
 
-Topology (BENCH.md): server namespace 10.88.0.1/16, client namespace 10.88.0.2/16, one
+Topology (docs/benchmarks.md): server namespace 10.88.0.1/16, client namespace 10.88.0.2/16, one
 veth pair. Both servers serve the same directory (`<state>/assets`) and run side by side: ours
 through the production app (`provisioner.web.app.create_app`: routing, metrics, the JSON
 access log written to a file, sendfile), nginx with `sendfile on` and 2 workers. Each

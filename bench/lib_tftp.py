@@ -1,6 +1,6 @@
 """bench/tftp: our TFTP server against tftpd-hpa and dnsmasq, in two network namespaces.
 
-Topology (BENCH.md): namespaces `pv-tftp-<rand>-srv` (10.88.0.1/16) and `...-cli`
+Topology (docs/benchmarks.md): namespaces `pv-tftp-<rand>-srv` (10.88.0.1/16) and `...-cli`
 (10.88.0.2/16) joined by a veth pair; every server listens on 10.88.0.1:69 in turn, every
 client runs in the client namespace. Metrics (MiB/s, median of --runs):
 

@@ -1,4 +1,4 @@
-"""BENCH.md's topology, shared by the benchmarks: two namespaces joined by a veth pair.
+"""docs/benchmarks.md's topology, shared by the benchmarks: two namespaces joined by a veth pair.
 
 Server 10.88.0.1/16, client 10.88.0.2/16; uniquely named and always removed.
 """

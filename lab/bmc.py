@@ -6,7 +6,7 @@ The boot device (IPMI "Set System Boot Options" parameter 5) is remembered with 
 persistent/once flag and becomes QEMU's ``-boot`` at the next power on (``once=`` for a
 one-time override, which QEMU itself drops after the first boot, as firmware does).
 
-Cipher fix (LAB.md snag): pyghmi's server forces cipher suite 3 (HMAC-SHA1, HMAC-SHA1-96,
+Cipher fix (the snag in docs/testing.md): pyghmi's server forces cipher suite 3 (HMAC-SHA1, HMAC-SHA1-96,
 AES-CBC-128) whatever the client proposed, so a client proposing SHA-256 (pyghmi's own
 client does, first) gets a SHA-1 RAKP2 and fails. ``LabServerSession`` instead answers a
 proposal it does not support with RMCP+ status 0x11 "no cipher suite match" (IPMI 2.0
@@ -51,6 +51,10 @@ class VmSettings:
 
     firmware: str = "bios"
     memory_mib: int = MEMORY_MIB
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def boot_argument(device: str, *, persistent: bool) -> str:
@@ -138,9 +142,7 @@ class LabBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         argv = qemu_argv(self.machine, self.files, self.vm.firmware, boot=boot, memory_mib=self.vm.memory_mib)
         if not self.boot_persistent:
             self.boot_device = "default"  # a one-time override is used up by this boot
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self.files.serial_log.open("a", encoding="utf-8") as log:
-            log.write(f"\n=== LAB-BMC: power on {self.machine.name} at {stamp} boot {boot}\n")
+        self._mark(f"power on {self.machine.name} at {_stamp()} boot {boot}")
         self.files.qmp_socket.unlink(missing_ok=True)
         self.files.pid_file.unlink(missing_ok=True)
         with self.qemu_log.open("ab") as out:
@@ -187,7 +189,14 @@ class LabBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
 
     def power_reset(self) -> int:
         """Hard reset via QMP."""
-        return self._qmp("system_reset")
+        code = self._qmp("system_reset")
+        if code == 0:  # a new boot in the serial log (lab/markers.py splits boots here)
+            self._mark(f"reset {self.machine.name} at {_stamp()}")
+        return code
+
+    def _mark(self, text: str) -> None:
+        with self.files.serial_log.open("a", encoding="utf-8") as log:
+            log.write(f"\n=== LAB-BMC: {text}\n")
 
     def power_cycle(self) -> int:
         """Power off (if on), then on."""

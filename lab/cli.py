@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab import control
 from lab.machines import lab_machines
+from lab.markers import read_agent_report
 from lab.vm import FIRMWARES
 
 __all__ = ["main"]
@@ -65,11 +66,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for record in state.processes:
         running = "running" if control.alive(record) else "DEAD"
         lines.append(f"process {record.role:6} pid {record.pid:<8} {running}")
-    lines.append(f"{'VM':10} {'POWER':5} {'BMC (in namespace)':20} SERIAL LOG")
-    lines += [f"{vm.name:10} {vm.power:5} {vm.bmc:20} {vm.serial_log}" for vm in vms]
+    lines += vm_lines(vms)
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def vm_lines(vms: list[control.VmStatus]) -> list[str]:
+    """The VM part of ``lab status``: power, BMC, serial log, and what the node agent said.
+
+    AGENT is the last marker of the last boot; every boot whose agent failed gets a line
+    of its own with the agent's reason, so the operator sees why without the serial log.
+    """
+    lines = [f"{'VM':10} {'POWER':5} {'BMC (in namespace)':20} {'BOOTS':5} SERIAL LOG / AGENT"]
+    for vm in vms:
+        report = read_agent_report(vm.serial_log)
+        lines.append(f"{vm.name:10} {vm.power:5} {vm.bmc:20} {len(report.boots):<5} {vm.serial_log}")
+        if report.last and not report.last.startswith("FAILED"):  # a failure has its own line
+            lines.append(f"{'':43}agent: {report.last}")
+        lines += [f"{'':43}agent FAILED in {failure}" for failure in report.failures]
+    return lines
 
 
 def _cmd_down(args: argparse.Namespace) -> int:

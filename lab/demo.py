@@ -3,8 +3,9 @@
 Steps: bring the lab up (3 VMs, virtual BMCs), build the lab node's kernel + initramfs,
 write the daemon's settings for the lab network, apply ``inventory/lab.yaml``, import the
 boot assets, create the cluster's secrets, start ``provisioner serve`` inside the lab
-namespace, then ``provisioner provision --all --wait`` with its live table. Exit status 0
-only if every lab machine reached Provisioned. The lab and the daemon stay up for
+namespace, then ``provisioner provision --all --wait`` with its live table, then a table of
+each machine's attempts and its agent's console markers (failures included). Exit status
+0 only if every lab machine reached Provisioned on its first attempt. The lab and the daemon stay up for
 exploring; ``python -m lab down`` (``make demo-down``) removes everything, and Ctrl-C
 during the run does too.
 
@@ -15,6 +16,7 @@ same wiring.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -25,7 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import control
+from lab.machines import lab_machines
+from lab.markers import read_agent_report
+from lab.report import MachineOutcome, first_attempt_problems, outcome_table
 from lab.state import LabState
+from lab.vm import VmFiles
 
 __all__ = ["LabStack", "demo_main", "write_settings"]
 
@@ -105,6 +111,7 @@ class LabStack:
     backend: str = "qemu"  # or "libvirt": libvirtd + virtualbmc (lab/libvirt_backend.py)
     env: dict[str, str] = field(default_factory=dict)
     daemon_pid: int | None = None
+    console_marks: dict[str, int] = field(default_factory=dict)
 
     @property
     def settings(self) -> Path:
@@ -160,6 +167,7 @@ class LabStack:
                 backend=self.backend,
             )
         )
+        self.mark_consoles()
         self.env = {
             **os.environ,
             "LAB_BMC_PASSWORD": control.bmc_password(self.state_dir),
@@ -260,6 +268,32 @@ class LabStack:
         )
         return probe.returncode == 0
 
+    def mark_consoles(self) -> None:
+        """Remember where each VM's serial log ends: `outcomes` reads the boots after it."""
+        self.console_marks = {}
+        for machine in lab_machines(self.machines):
+            log = VmFiles.under(self.state_dir, machine.name).serial_log
+            self.console_marks[log.name] = log.stat().st_size if log.exists() else 0
+
+    def outcomes(self) -> list[MachineOutcome]:
+        """Each inventory machine: state and attempts (daemon), agent boots (serial log).
+
+        Only boots since the last `mark_consoles` count (a kept log of an earlier lab not).
+        """
+        listed = json.loads(self.cli("machines", "list", "--json", capture=True).stdout)
+        outcomes = []
+        for m in sorted(listed, key=lambda m: str(m["name"])):
+            log = VmFiles.under(self.state_dir, str(m["name"])).serial_log
+            outcomes.append(
+                MachineOutcome(
+                    name=str(m["name"]),
+                    state=str(m["state"]),
+                    attempts=int(m.get("attempts") or 0),
+                    agent=read_agent_report(log, self.console_marks.get(log.name, 0)),
+                )
+            )
+        return outcomes
+
     def down(self, *, keep_logs_in: Path | None = None) -> None:
         """Stop the daemon and take the lab down (copying the logs first, if asked)."""
         self.stop_daemon()
@@ -301,7 +335,7 @@ Tear it all down with: make demo-down
 
 
 def demo_main(state_dir: Path) -> int:
-    """Run the demo; exit status 0 only if every lab machine reached Provisioned."""
+    """Run the demo; exit status 0 only if every lab machine reached Provisioned at once."""
     if LabState.load(state_dir) is not None:
         sys.stderr.write(f"a lab is already up in {state_dir}: run `make demo-down` first\n")
         return 1
@@ -328,11 +362,18 @@ def demo_main(state_dir: Path) -> int:
         stack.down()
         return 130
     assert result is not None  # noqa: S101 - set on every path that gets here
-    if result.returncode == 0:
-        _say("every lab machine is Provisioned and Trusted")
+    _say("lab machines: attempts (daemon) and agent markers (serial consoles)")
+    outcomes = stack.outcomes()
+    sys.stdout.write(outcome_table(outcomes))
+    problems = first_attempt_problems(outcomes)
+    if result.returncode == 0 and not problems:
+        _say("every lab machine is Provisioned and Trusted, each on its first attempt")
+    elif result.returncode == 0:
+        _say("every lab machine is Provisioned, but not each on its first attempt:")
+        sys.stdout.write("".join(f"    {problem}\n" for problem in problems))
     else:
         _say(
             f"provisioning did not finish (exit {result.returncode}); see the daemon log: {stack.daemon_log}"
         )
     sys.stdout.write(_look_around(stack))
-    return result.returncode
+    return result.returncode or (1 if problems else 0)

@@ -1,4 +1,4 @@
-"""The libvirt backend: libvirtd and virtualbmc inside the lab namespace (LAB.md recipe).
+"""The libvirt backend: libvirtd and virtualbmc inside the lab namespace (the recipe in docs/testing.md).
 
 ``lab up --backend libvirt`` builds the same network as the QEMU backend (namespace,
 bridge, RA sender) and then, instead of the lab's own BMC processes:

@@ -1,6 +1,6 @@
 """QEMU for one lab VM: its command line (pure) and a tiny QMP client.
 
-Under TCG (KVM is unusable on these hosts, see LAB.md), 256 MiB, no display, serial to a
+Under TCG (KVM is unusable on these hosts, see docs/testing.md), 256 MiB, no display, serial to a
 file that is appended to across power cycles, QMP on a unix socket, a pid file so that
 ``lab down`` finds the process even if the BMC that started it was killed.
 """

@@ -2,7 +2,7 @@
 
 Client-supplied strings (hostnames, vendor classes, file names) reach the logs only as
 JSON string values, so a newline or an ANSI escape in them cannot forge a log line
-(THREATS A16). Messages are never used as format strings for client data.
+(docs/threats.md A16). Messages are never used as format strings for client data.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class Role(enum.StrEnum):
 
 
 class MachineState(enum.StrEnum):
-    """Where a machine is in its lifecycle (ARCHITECTURE.md "Machine lifecycle").
+    """Where a machine is in its lifecycle (docs/lifecycle.md).
 
     The legal moves between these live in `provisioner.lifecycle` as a table.
     """

@@ -54,7 +54,7 @@ async def tftp_service(rt: Runtime) -> AsyncIterator[None]:
     if not rt.settings.tftp.enabled:
         yield
         return
-    boot_script = IpxeRenderer(rt.settings.http.base_url).boot().encode()
+    boot_script = IpxeRenderer(rt.settings.http.base_url, rt.settings.http.templates_dir).boot().encode()
 
     def provide(name: str, _client: str) -> bytes | None:
         return boot_script if name.lstrip("/") == "boot.ipxe" else None

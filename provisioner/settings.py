@@ -166,6 +166,8 @@ class HttpSettings(_Section):
     listen: str = DEFAULT_HTTP_LISTEN
     public_url: str = ""
     """The URL machines use to reach us; default `http://` + listen."""
+    templates_dir: Path | None = None
+    """Operator overrides: `<dir>/ipxe/NAME.j2` replaces the packaged template NAME.j2."""
 
     @field_validator("listen")
     @classmethod
@@ -180,6 +182,16 @@ class HttpSettings(_Section):
             msg = "public_url must start with http:// or https://"
             raise ValueError(msg)
         return value.rstrip("/")
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir_exists(cls, value: Path | None) -> Path | None:
+        # Checked when the settings load, so a typo stops start-up with one line naming
+        # the key instead of every boot script failing later.
+        if value is not None and not value.is_dir():
+            msg = "not a directory"
+            raise ValueError(msg)
+        return value
 
     @property
     def host_port(self) -> tuple[str, int]:

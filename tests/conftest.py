@@ -2,7 +2,7 @@
 
 PostgreSQL runs as the `postgres` user in a temporary directory that user owns (initdb
 refuses to run as root), on a free loopback port, and is stopped and removed at the end
-of the session even when tests fail (TESTING.md).
+of the session even when tests fail (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -18,9 +18,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from provisioner.store.db import create_schema
 from provisioner.store.repository import Store
+
+pytest_plugins = ("tests.tiers",)  # marks the fast tier `make check` runs
+
+# The property tests assert correctness (a parse round-trips, an oracle agrees), not speed:
+# speed is measured in bench/. Hypothesis's default 200 ms per-example deadline is a
+# timing heuristic; under coverage tracing on a loaded 2-core machine a correct example
+# took 348 ms and failed the run. No deadline, so a property test fails only on a property.
+hypothesis_settings.register_profile("provisioner", deadline=None)
+hypothesis_settings.load_profile("provisioner")
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _db_counter = itertools.count()

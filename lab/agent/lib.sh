@@ -3,6 +3,24 @@
 
 say() { echo "LAB-AGENT: $*"; }
 
+# utc_now: this node's clock (from the RTC at boot, whole seconds; no NTP in the lab).
+utc_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# epoch_now: this node's clock as seconds.microseconds since the epoch (busybox date has
+# no %N; adjtimex reads the kernel's time with microseconds).
+epoch_now() { adjtimex | awk '/tv_sec/ { s = $2 } /tv_usec/ { u = $2 } END { printf "%d.%06d\n", s, u }'; }
+
+# cert_verdict CA CRT: "ok" if CRT verifies against CA now, by this node's clock; else
+# openssl's first error line with the node's clock and the certificate's validity start,
+# so a clock skew reads as one ("error 9 at 0 depth lookup: certificate is not yet valid").
+cert_verdict() {
+    local out reason
+    if out=$(openssl verify -CAfile "$1" "$2" 2>&1); then echo ok; return 0; fi
+    reason=$(echo "$out" | grep -m 1 '^error [0-9]')
+    echo "${reason:-$(echo "$out" | tail -n 1)} (node clock $(utc_now)," \
+        "$(openssl x509 -noout -startdate -in "$2" 2>/dev/null || echo 'certificate unreadable'))"
+}
+
 # cmdline_arg NAME [CMDLINE]: the value of NAME= on the kernel command line.
 cmdline_arg() {
     local word

@@ -158,12 +158,24 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
     return table
 
 
+# The web layer records the move Netbooting -> ConfigServed as its own "config.served"
+# event (provisioner/web/config.py, with the token and source), not as a
+# machine.transition; counting only the latter folded ConfigServed into Netbooting.
+_STATE_EVENTS = {"config.served": "ConfigServed"}
+
+
+def _entered(event: dict[str, Any]) -> str | None:
+    """The state a machine entered with ``event``, or None if it is not a state change."""
+    if event["kind"] == "machine.transition":
+        return str(event["data"].get("to", "?"))
+    return _STATE_EVENTS.get(event["kind"])
+
+
 def stage_times(events: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds spent in each state, from a machine's transition events (oldest first)."""
+    """Seconds spent in each state, from a machine's events (oldest first)."""
     times: dict[str, float] = {}
-    transitions = [e for e in events if e["kind"] == "machine.transition"]
-    for prev, nxt in itertools.pairwise(transitions):
-        state = prev["data"].get("to", "?")
+    transitions = [(e, state) for e in events if (state := _entered(e)) is not None]
+    for (prev, state), (nxt, _) in itertools.pairwise(transitions):
         spent = datetime.fromisoformat(nxt["at"]).timestamp() - datetime.fromisoformat(prev["at"]).timestamp()
         times[state] = times.get(state, 0.0) + spent
     return times
@@ -212,6 +224,11 @@ def _wait(client: Any, names: list[str], goal: str, timeout: float) -> bool:  # 
                 console.print(f"[red]timed out after {timeout:.0f}s[/red]")
                 return False
             time.sleep(WAIT_POLL_S)
+    if not console.is_terminal:
+        # On a terminal Live ends its last frame with a newline; written to a pipe or a
+        # file (`make demo | tee`, a test's capture) it does not, and the next table
+        # would start on the live table's bottom line.
+        console.line()
     if goal == "provisioned":
         _summary(client, names)
         return all(m["state"] in DONE_OK for m in machines)

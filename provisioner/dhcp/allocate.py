@@ -35,11 +35,11 @@ __all__ = ["Allocator", "ClientView", "client_view", "sanitize_hostname"]
 
 _ZERO = "0.0.0.0"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?")
-MAX_CLIENT_ID_BYTES = 255  # one option's worth; bounds the lease key (THREATS A2)
+MAX_CLIENT_ID_BYTES = 255  # one option's worth; bounds the lease key (docs/threats.md A2)
 
 
 def sanitize_hostname(raw: bytes | None) -> str:
-    """Option 12 as a safe label, or "" (THREATS A3, A16; the same check runs on load)."""
+    """Option 12 as a safe label, or "" (docs/threats.md A3, A16; the same check runs on load)."""
     if not raw or len(raw) > 63:
         return ""
     try:
@@ -76,7 +76,7 @@ def client_view(request: DhcpPacket) -> ClientView | None:
     uuid_text = None
     guid = request.client_uuid
     if guid is not None:
-        # LAB.md: the first three fields arrive little-endian; swap before matching.
+        # docs/testing.md: the first three fields arrive little-endian; swap before matching.
         uuid_text = str(uuid_mod.UUID(bytes=swap_uuid(guid)))
     return ClientView(
         mac=mac,

@@ -18,7 +18,7 @@ when sent and by chaddr otherwise (RFC 2131 §4.2, RFC 6842). A client's last ad
 remembered after release or expiry so that it "gets the same address back" while nobody
 else took it (RFC 2131 §4.3.1 item 2).
 
-Memory is bounded: per-client state is replaced, never appended (THREATS A13), offers
+Memory is bounded: per-client state is replaced, never appended (docs/threats.md A13), offers
 are capped (A19), and the quarantine is capped (A20).
 """
 

@@ -6,7 +6,7 @@ Theory of operation
 exception leaves it, whatever the input (a hypothesis test feeds it arbitrary bytes).
 Every length is checked against the buffer before it is used:
 
-- the fixed BOOTP header is 236 bytes (RFC 2131 §2); `hlen` above 16 is refused (THREATS A7);
+- the fixed BOOTP header is 236 bytes (RFC 2131 §2); `hlen` above 16 is refused (docs/threats.md A7);
 - options follow the magic cookie (RFC 2131 §3) as code/length/value triples; a length
   running past the buffer (A1) or a missing END is refused;
 - option 52 (overload, RFC 2132 §9.3) may move further options into `file` (1), `sname`
@@ -88,7 +88,7 @@ def swap_uuid(guid: bytes) -> bytes:
     """Swap the first three UUID fields between little- and big-endian (SMBIOS 2.6 §7.2.1).
 
     Firmware sends option 97's GUID as SMBIOS stores it: time_low, time_mid and
-    time_hi_and_version little-endian (LAB.md). The swap is its own inverse.
+    time_hi_and_version little-endian (docs/testing.md). The swap is its own inverse.
     """
     return guid[3::-1] + guid[5:3:-1] + guid[7:5:-1] + guid[8:]
 
@@ -124,7 +124,7 @@ class DhcpPacket:
 
     @property
     def mac(self) -> str | None:
-        """The Ethernet chaddr as aa:bb:..., only for htype 1 / hlen 6 (THREATS A7)."""
+        """The Ethernet chaddr as aa:bb:..., only for htype 1 / hlen 6 (docs/threats.md A7)."""
         if self.htype != 1 or self.hlen != 6:
             return None
         return self.chaddr[:6].hex(":")
@@ -233,7 +233,7 @@ def parse_suboptions(raw: bytes) -> dict[int, bytes] | None:
         size = raw[pos + 1]
         stop = pos + 2 + size
         if stop > end:
-            return None  # THREATS A11: sub-option length runs past the option
+            return None  # docs/threats.md A11: sub-option length runs past the option
         result[code] = result.get(code, b"") + raw[pos + 2 : stop]
         pos = stop
     return result
@@ -253,7 +253,7 @@ def _parse_options(data: bytes, pos: int, end: int, into: dict[int, bytes], *, n
         size = data[pos + 1]
         stop = pos + 2 + size
         if stop > end:
-            # THREATS A1: the classic TLV overflow (CVE-2014-7912/7913).
+            # docs/threats.md A1: the classic TLV overflow (CVE-2014-7912/7913).
             msg = f"option {code} claims {size} bytes, {end - pos - 2} left"
             raise RemoteProtocolError(msg)
         value = data[pos + 2 : stop]
@@ -284,7 +284,7 @@ def parse(data: bytes) -> DhcpPacket:
         _parse_options(data, BOOTP_HEADER_LEN + 4, size, options, need_end=True)
         overload = options.get(Opt.OVERLOAD)
         if overload is not None:
-            # RFC 2132 §9.3: only 1 (file), 2 (sname) and 3 (both) exist (THREATS A9).
+            # RFC 2132 §9.3: only 1 (file), 2 (sname) and 3 (both) exist (docs/threats.md A9).
             if len(overload) != 1 or overload[0] not in (1, 2, 3):
                 msg = f"bad option overload {overload.hex()}"
                 raise RemoteProtocolError(msg)

@@ -6,7 +6,7 @@ The server core keeps every lease in memory (`book.LeaseBook`); the store only m
 them durable and lets several instances share them. Three calls:
 
 - `load()` at start: every row, skipping and counting rows that fail the same checks
-  the core applies on write (THREATS G2), so one poisoned row cannot stop a restart.
+  the core applies on write (docs/threats.md G2), so one poisoned row cannot stop a restart.
 - `commit(leases)`: write a batch in one transaction and say, per lease, whether it won
   its address. The unique(ip) constraint decides races between instances: a row is
   inserted, or updated only when it already belongs to the same client or no longer
@@ -19,7 +19,7 @@ them durable and lets several instances share them. Three calls:
 
 `GroupCommitter` batches the commits of many clients: callers await their lease; one task
 drains the queue, commits everything pending in one transaction, then wakes them all, so
-the cost of a durable commit (an fsync) is shared (THREATS G1).
+the cost of a durable commit (an fsync) is shared (docs/threats.md G1).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
-COMMIT_TIMEOUT_S = 5.0  # THREATS G4: a slow database never holds an ACK longer than this
+COMMIT_TIMEOUT_S = 5.0  # docs/threats.md G4: a slow database never holds an ACK longer than this
 
 
 class StoreError(RuntimeError):
@@ -74,7 +74,7 @@ class LoadResult:
 
 
 def validate_lease(lease: Lease) -> bool:
-    """The checks applied to every lease on write and on load (THREATS G2)."""
+    """The checks applied to every lease on write and on load (docs/threats.md G2)."""
     try:
         ipaddress.IPv4Address(lease.ip)
         if normalize_mac(lease.mac) != lease.mac:

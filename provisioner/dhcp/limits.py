@@ -1,7 +1,7 @@
 """Bounded per-client state for the DHCP core: token buckets and a discovery recorder.
 
 Pure (time is passed in). Both tables are capped and evict their oldest entry, so a flood
-of random MACs costs a fixed amount of memory (THREATS A13, A19, A22).
+of random MACs costs a fixed amount of memory (docs/threats.md A13, A19, A22).
 """
 
 from __future__ import annotations

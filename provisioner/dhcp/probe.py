@@ -1,7 +1,7 @@
 """`provisioner dhcp probe IFACE`: broadcast a DISCOVER and list every server that answers.
 
 Diagnostics, not a hot path, so scapy builds and parses the packets (raw sockets: root).
-Useful before turning on full DHCP (is there a site server already? THREATS A21) and to
+Useful before turning on full DHCP (is there a site server already? docs/threats.md A21) and to
 see what a proxyDHCP answers a PXE client (`--pxe`).
 """
 

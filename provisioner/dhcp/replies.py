@@ -1,7 +1,7 @@
 """Reply construction: which options go in an OFFER/ACK/NAK and where it is sent.
 
 Pure helpers for `server.py`. Replies are built only from server state and the parsed
-fields we chose to echo (THREATS A8): xid, flags, giaddr, chaddr, option 82 from a trusted
+fields we chose to echo (docs/threats.md A8): xid, flags, giaddr, chaddr, option 82 from a trusted
 relay (RFC 3046 §2.2), option 97 (PXE spec / RFC 4578 §2.3) and option 61 (RFC 6842 §3).
 """
 

@@ -8,7 +8,7 @@ output come out, each drained by the I/O shell:
 - `datagrams_to_send()`: replies that need nothing else (OFFER, NAK, INFORM's ACK,
   proxyDHCP answers);
 - `commits_to_write()`: `PendingAck`s. A lease must be durable before its ACK leaves
-  (RFC 2131 §4.3.2 and THREATS G1), so the shell writes them (many at once: group
+  (RFC 2131 §4.3.2 and docs/threats.md G1), so the shell writes them (many at once: group
   commit), then calls `commit_done(pending, ok)`, which queues the ACK, or a NAK when the
   database said another instance owns the address;
 - `next_event()`: audit `Event`s and `DiscoveredMachine`s.
@@ -16,7 +16,7 @@ output come out, each drained by the I/O shell:
 Rules, in order, for each datagram (every drop is counted by reason, never raised):
 1. It must parse (codec), be a BOOTREQUEST with option 53 and an Ethernet chaddr.
 2. Relayed (giaddr set) requests are served only when both the sender and giaddr are in
-   `relay_agents` (THREATS A18); the subnet is then chosen by giaddr (RFC 2131 §4.3.1),
+   `relay_agents` (docs/threats.md A18); the subnet is then chosen by giaddr (RFC 2131 §4.3.1),
    otherwise by our interface address, and option 82 is echoed (RFC 3046 §2.2). Option 82
    from a non-relayed client is ignored (A17).
 3. Per-client token bucket (A19, A22); the table of buckets is bounded.
@@ -295,7 +295,7 @@ class DhcpServer:
         if ip is None or lease is None or lease.ip != ip or not self._decline_bucket.take(now):
             self._drop("decline_ignored", "mac %s ip %s", view.mac, ip)
             return
-        # RFC 2131 §4.3.3: mark the address unusable; bounded quarantine (THREATS A20).
+        # RFC 2131 §4.3.3: mark the address unusable; bounded quarantine (docs/threats.md A20).
         declined = replace(
             lease, state=LeaseState.DECLINED, expires_at=now + self.config.decline_quarantine_s
         )
@@ -310,7 +310,7 @@ class DhcpServer:
 
     def _release(self, request: DhcpPacket, view: ClientView, now: float) -> None:
         lease = self.book.lease_of(view.key)
-        # THREATS A20: a RELEASE must name us, and the lease must be this client's.
+        # docs/threats.md A20: a RELEASE must name us, and the lease must be this client's.
         if (
             request.server_id != self.config.server_ip
             or lease is None

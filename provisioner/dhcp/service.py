@@ -3,7 +3,7 @@
 Per interface: one `DhcpServer` core answering as that interface's address, a socket on
 the DHCP port (unless `proxy_only_4011`) and, in proxy mode, one on the PXE port 4011.
 All cores share one `LeaseBook`. Lease writes go through a `GroupCommitter`: an ACK is
-sent only after the transaction holding its lease committed (THREATS G1). With a shared
+sent only after the transaction holding its lease committed (docs/threats.md G1). With a shared
 database, a sync task folds in the leases other instances wrote.
 """
 

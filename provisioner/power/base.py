@@ -2,7 +2,7 @@
 
 Every BMC back end (IPMI, Redfish, manual, fake) implements `PowerDriver`. A driver is
 bound to one BMC (`BmcCredentials`) and is chosen by name in exactly one place,
-`registry.make_driver` (STYLE.md principle 8, after sushy-tools' `AbstractSystemsDriver`).
+`registry.make_driver` (one place chooses the driver, after sushy-tools' `AbstractSystemsDriver`).
 
 Errors are one hierarchy rooted at `PowerError`. Every message names the BMC as
 `driver address:port` and says what an operator should check; `check` lists the inventory

@@ -14,7 +14,7 @@ they can be tested without a BMC:
   RMCP+ with cipher suite 17 (HMAC-SHA256 / HMAC-SHA256-128 / AES-CBC-128) or suite 3
   (HMAC-SHA1 / HMAC-SHA1-96 / AES-CBC-128). Cipher suite 0 (RAKP-none: authentication
   bypass, US-CERT TA13-207A), any suite without integrity or privacy, and IPMI 1.5
-  sessions are refused (THREATS.md E1, E3).
+  sessions are refused (docs/threats.md E1, E3).
 """
 
 from __future__ import annotations

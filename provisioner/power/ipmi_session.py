@@ -20,7 +20,7 @@ Why a subclass (pyghmi 1.6.19, `pyghmi/ipmi/private/session.py`):
    BMC is a dead object (`TypeError` in `raw_command`). `__new__` here always builds a new
    session, and `__init__` drops the stale cache entry, which also holds the password.
 4. **Malformed RAKP2** (`struct.error`/`IndexError`) ends the login with an error instead
-   of raising inside pyghmi's shared I/O loop (THREATS.md E8).
+   of raising inside pyghmi's shared I/O loop (docs/threats.md E8).
 
 Refusals are reported through pyghmi's own error path with `REFUSED_PREFIX`, which
 `ipmi.login_error` turns into `BmcInsecure`.

@@ -1,4 +1,4 @@
-"""The one place a power driver is chosen by name (STYLE.md principle 8)."""
+"""The one place a power driver is chosen by name."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ BMC failure: it returns a `PowerResult` and records
   refused insecure BMC). Event data holds the driver, the BMC address and port, the
   action and its arguments, never the user name or password.
 
-Wrong passwords are not retried (BMCs lock accounts after a few failures, THREATS E4).
+Wrong passwords are not retried (BMCs lock accounts after a few failures, docs/threats.md E4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Layout: `<root>/<name>/kernel` and `<root>/<name>/initramfs`, fixed file names, so no
 request can name a path: the web layer maps (set name, `kernel`|`initramfs`) to a file
-and the set name is checked against `NAME_RE` first (THREATS.md C1: no traversal).
+and the set name is checked against `NAME_RE` first (docs/threats.md C1: no traversal).
 
 A set named by a cluster (`ClusterRow.asset_set`) or a machine (`spec.assetSet`) is in
 use and cannot be deleted.
@@ -123,7 +123,7 @@ class AssetSets:
             raise AssetError(msg)
         path = self.root / name / which
         # Fixed names under a checked set name cannot escape; a symlink planted in the
-        # directory could, so resolve and check (ARCHITECTURE.md: no symlinks out).
+        # directory could, so resolve and check (docs/threats.md C1: no symlinks out).
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root.resolve()):
             msg = "asset path leaves the asset directory"

@@ -22,7 +22,7 @@ from provisioner.store.tables import ConfigTokenRow, LeaseRow
 
 __all__ = ["ConfigTokens", "TokenRecord", "hash_token"]
 
-TOKEN_BYTES = 32  # 256 bits; THREATS.md C4 asks for at least 128
+TOKEN_BYTES = 32  # 256 bits; docs/threats.md C4 asks for at least 128
 
 
 def hash_token(token: str) -> str:

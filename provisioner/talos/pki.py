@@ -172,7 +172,12 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
 
 @dataclass(frozen=True, slots=True)
 class LeafSpec:
-    """What goes into a leaf certificate signed by a CA."""
+    """What goes into a leaf certificate signed by a CA.
+
+    ``backdate`` moves NotBefore that far before ``now`` (NotAfter stays ``now +
+    validity``), so that a peer whose clock runs behind the issuer's does not see a
+    certificate from the future.
+    """
 
     subject: x509.Name
     validity: timedelta
@@ -180,6 +185,7 @@ class LeafSpec:
     client_auth: bool = False
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[str, ...] = ()
+    backdate: timedelta = timedelta(0)
 
 
 def _sign_leaf(
@@ -201,7 +207,7 @@ def _sign_leaf(
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(_serial())
-        .not_valid_before(now)
+        .not_valid_before(now - spec.backdate)
         .not_valid_after(now + spec.validity)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)

@@ -4,7 +4,9 @@ A joining Talos machine dials trustd (TCP 50001) over TLS, checks the server cer
 against the OS CA certificate in its own config, sends its ``machine.token`` as gRPC
 metadata ``token`` and a PEM CSR; trustd answers with the OS CA certificate and a
 certificate for the CSR's key: server-auth usage only, Organization removed (so it can
-never act as a client with a role), valid 24 hours.  Same policy as Talos's own trustd.
+never act as a client with a role), valid 24 hours.  Same policy as Talos's own trustd,
+except that NotBefore is backdated by ``NOT_BEFORE_BACKDATE`` for nodes whose clock is
+behind ours.
 
 Several clusters can share one server: the resolver maps a token to the cluster whose
 machine token it is.  TLS note: a client that dials an IP sends no SNI, so the listener
@@ -52,6 +54,18 @@ TRUSTD_PORT = 50001
 # Talos: DefaultCertificateValidityDuration for certificates trustd issues.
 ISSUED_VALIDITY = timedelta(hours=24)
 SERVER_IDENTITY_VALIDITY = timedelta(days=365)
+# NotBefore of every certificate trustd issues is this far before the signing time.  A
+# node's clock may run behind ours: a machine without NTP yet starts from its RTC, which
+# has one-second resolution (Linux truncates it at boot; measured ~0.5 s behind in the
+# lab, docs/lifecycle.md), and real fleets drift further.  With NotBefore at the signing
+# second, a node that checks the certificate at once (the lab agent's `openssl verify`,
+# any TLS client of the node with a slow clock) sees a certificate from the future:
+# "certificate is not yet valid".  Talos's own trustd uses time.Now() (siderolabs/crypto
+# x509.NewDefaultOptions) but Talos backdates where clocks differ (pkg/kubeconfig: 10 s,
+# pkg/kubernetes temporary client: 1 min); Kubernetes's CSR signer backdates 5 min
+# (pkg/controller/certificates/signer, PermissiveSigningPolicy.Backdate).  NotAfter stays
+# signing time + 24 h, so the certificate's end of life is unchanged.
+NOT_BEFORE_BACKDATE = timedelta(minutes=5)
 
 
 class CSRError(ValueError):
@@ -80,6 +94,7 @@ def sign_csr(csr_pem: bytes, os_ca: CertAndKey, now: datetime) -> bytes:
         server_auth=True,
         dns_names=tuple(sans.get_values_for_type(x509.DNSName)),
         ip_addresses=tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
+        backdate=NOT_BEFORE_BACKDATE,
     )
     try:
         return issue_from_csr(os_ca, csr, spec, now)
@@ -101,6 +116,7 @@ def server_identity(os_ca: CertAndKey, names: Sequence[str], now: datetime) -> C
         server_auth=True,
         dns_names=tuple(hosts),
         ip_addresses=tuple(ips),
+        backdate=NOT_BEFORE_BACKDATE,  # the node checks it from its own clock too
     )
     return issue_leaf(os_ca, spec, now, kind="ecdsa")
 

@@ -9,11 +9,11 @@ Packets (RFC 1350 §5, RFC 2347 §2/§3):
     OACK     | 06    | opt1 | 0 | value1 | 0 | ...
 
 `parse_packet` raises `RemoteProtocolError` for anything that is not one of these; the
-shells catch it, count it and drop the datagram (STYLE.md principle 5). Parsing is
+shells catch it, count it and drop the datagram. Parsing is
 lenient where being strict would only help an attacker crash us and strict where it
 matters for safety: a request must have its NUL terminators, an ERROR may lack its final
-NUL (THREATS B12), option names are case-insensitive (RFC 2347 §2) and a trailing option
-name without a value is ignored (THREATS B5).
+NUL (docs/threats.md B12), option names are case-insensitive (RFC 2347 §2) and a trailing option
+name without a value is ignored (docs/threats.md B5).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 MAX_ERROR_MESSAGE = 200
-"""ERROR texts we keep from a peer are cut to this many characters (THREATS B12)."""
+"""ERROR texts we keep from a peer are cut to this many characters (docs/threats.md B12)."""
 
 _MAX_OPTIONS = 64  # RFC 2347 sets no limit; edk2#9797 overflowed a counter at 255 (B5)
 
@@ -156,7 +156,7 @@ def _decode(raw: bytes, what: str) -> str:
 def _options(fields: list[bytes]) -> tuple[tuple[str, str], ...]:
     """Name/value pairs, names lower-cased, first occurrence wins, bounded count."""
     seen: dict[str, str] = {}
-    # A dangling name without value (odd count) is ignored, not fatal (THREATS B5).
+    # A dangling name without value (odd count) is ignored, not fatal (docs/threats.md B5).
     for index in range(0, len(fields) - 1, 2):
         if len(seen) >= _MAX_OPTIONS:
             break
@@ -178,7 +178,7 @@ def _parse_request(opcode: int, data: bytes) -> Request:
 
 def _parse_error(data: bytes) -> ErrorPacket:
     text = data[4:].split(b"\x00", 1)[0][:MAX_ERROR_MESSAGE]
-    # repr-style escaping so a hostile message cannot forge log lines (THREATS A16).
+    # repr-style escaping so a hostile message cannot forge log lines (docs/threats.md A16).
     message = text.decode("latin-1").encode("unicode_escape").decode("ascii")
     return ErrorPacket(_HEADER.unpack_from(data)[1], message)
 

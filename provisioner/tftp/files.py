@@ -9,7 +9,7 @@ Two sources, asked in this order:
    request time: a plain name directly inside it that matches an allow-list pattern
    (`*.kpxe`, `*.efi`, ...).
 
-Refused, before any file system access (THREATS B1, B4, B13):
+Refused, before any file system access (docs/threats.md B1, B4, B13):
 - empty names, names longer than 255 bytes, control characters (NUL included);
 - `..` anywhere, backslashes, and any `/` left after removing one leading `/` or the
   root's own absolute prefix (dnsmasq's rule: absolute paths only inside the root);

@@ -3,13 +3,13 @@
 What we accept, and why:
 
 - `blksize` (RFC 2348 §2): 8..65464 octets. Values outside that range are ignored as if
-  never sent (THREATS B5); values above what we allow are clamped to our limit, which the
-  shell computes from the path MTU and the `block_size_max` setting (THREATS B6). RFC 2348
+  never sent (docs/threats.md B5); values above what we allow are clamped to our limit, which the
+  shell computes from the path MTU and the `block_size_max` setting (docs/threats.md B6). RFC 2348
   lets the server answer with a smaller value than asked, never a larger one.
 - `timeout` (RFC 2349 §2): whole seconds; echoed unchanged and used as the base of our
   retransmission timer. RFC 2349 allows 1..255, but we decline values above
   `TIMEOUT_OPTION_MAX`: a client that asks for 255 s and then goes silent would hold a
-  transfer slot for half an hour (THREATS B10). Declined or out of range: ignored.
+  transfer slot for half an hour (docs/threats.md B10). Declined or out of range: ignored.
 - `tsize` (RFC 2349 §4): in an RRQ the client sends 0 and the server answers with the
   file size. A value that is not a decimal number is ignored.
 - `windowsize` (RFC 7440 §3): 1..65535 blocks, clamped to `window_size_max`.

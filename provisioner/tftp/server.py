@@ -11,7 +11,7 @@ add_reader + recv ~4 µs; docs/tftp.md "Hot path").
 Two modes:
 - standard (RFC 1350 §4): the listener on port 69 takes requests; each transfer gets its
   own socket on a fresh port (its TID), connected to the client, so the kernel drops
-  packets from any other address (THREATS B8: nothing is sent to a wrong TID, no
+  packets from any other address (docs/threats.md B8: nothing is sent to a wrong TID, no
   reflection).
 - single port (`single_port = true`, for firewalls and NAT): everything runs over the
   listener and datagrams are demultiplexed by client address; packets from an address
@@ -64,7 +64,7 @@ _DRAIN = 64  # datagrams read per wake-up before yielding to the loop
 
 
 def _clip(text: str, limit: int = 80) -> str:
-    """A log- and event-safe rendering of a client-supplied string (THREATS B4, A16)."""
+    """A log- and event-safe rendering of a client-supplied string (docs/threats.md B4, A16)."""
     shown = text[:limit].encode("unicode_escape").decode("ascii")
     return shown + ("..." if len(text) > limit else "")
 
@@ -182,7 +182,7 @@ class TftpServer:
             return
         if not isinstance(packet, Request):
             # DATA/ACK/ERROR/OACK from an address without a transfer: a wrong TID or a
-            # late packet. Answering would make us a reflector (THREATS B8, B9).
+            # late packet. Answering would make us a reflector (docs/threats.md B8, B9).
             self._counters["dropped_no_transfer"] += 1
             return
         if addr in self._sessions:
@@ -200,7 +200,7 @@ class TftpServer:
         self._begin(packet, addr, opened)
 
     def _admit(self, request: Request, addr: Address) -> FileRefused | None:
-        if request.opcode == Opcode.WRQ:  # THREATS B2: read-only, nothing is ever created
+        if request.opcode == Opcode.WRQ:  # docs/threats.md B2: read-only, nothing is ever created
             return FileRefused(ErrorCode.ACCESS_VIOLATION, "Read-only server", "write_request")
         if request.mode not in ("octet", "netascii"):  # "mail" is obsolete (RFC 1350 §1)
             return FileRefused(ErrorCode.ILLEGAL_OPERATION, "Unsupported mode", "bad_mode")
@@ -290,7 +290,7 @@ class TftpServer:
         return sock
 
     def _path_mtu(self, addr: Address, sock: socket.socket | None) -> int:
-        """The route's MTU towards `addr` (RFC 2348 blksize must fit it, THREATS B6)."""
+        """The route's MTU towards `addr` (RFC 2348 blksize must fit it, docs/threats.md B6)."""
         if sock is None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
                 probe.connect(addr)

@@ -13,7 +13,7 @@ Rule 1: everything that changes the state goes through `_TRANSITIONS`, a table o
 
 Rule 2: block numbers are tracked as absolute integers (`_acked`, `_sent`); only the wire
 sees them modulo 2**16. After block 65535 comes block 0 (rollover for files larger than
-65535 blocks, THREATS B11; what tftp-hpa, curl, atftp and iPXE expect).
+65535 blocks, docs/threats.md B11; what tftp-hpa, curl, atftp and iPXE expect).
 
 Rule 3 (RFC 7440 §4): the server sends a window of `windowsize` blocks and waits. An ACK
 for block k inside the window sent means "everything up to k arrived": the next window
@@ -29,7 +29,7 @@ interval up to `_BACKOFF_CAP` times the server's `timeout_s` (or the client's `t
 option if that is longer) (RFC 1123 §4.2.3.2 asks for adaptive timeouts; exponential
 backoff is the usual reading). After `retries` timeouts in a row
 the transfer fails with an event and sends nothing more (a spoofed RRQ costs at most
-1 + retries windows, THREATS B9).
+1 + retries windows, docs/threats.md B9).
 
 Rule 6: an ERROR from the client ends the transfer at once, without an answer (RFC 1350
 §7: errors are not acknowledged). Garbage raises `RemoteProtocolError` to the shell,
@@ -298,7 +298,7 @@ class ReadTransfer:
     def _on_ack(self, block: int, now: float) -> None:
         if self.state is State.WAIT_OACK_ACK:
             if block != 0:
-                return  # THREATS B8: an ACK other than 0 before the OACK is acknowledged
+                return  # docs/threats.md B8: an ACK other than 0 before the OACK is acknowledged
             self._transition(_Trigger.OACK_ACKED)
             self._progress(now)
             return

@@ -13,7 +13,6 @@ import mimetypes
 import re
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 
@@ -25,7 +24,7 @@ from provisioner.web import assets, boot, config, firmware, health
 from provisioner.web.api import routes as api_routes
 from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api_token
 from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext
-from provisioner.web.ipxe import DEFAULT_TEMPLATES, IpxeRenderer
+from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 
 __all__ = ["MAX_BODY", "create_app", "redact"]
@@ -33,7 +32,7 @@ __all__ = ["MAX_BODY", "create_app", "redact"]
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("provisioner.web.access")
 
-MAX_BODY = 64 * 1024  # API bodies are small JSON objects (THREATS.md C7)
+MAX_BODY = 64 * 1024  # API bodies are small JSON objects (docs/threats.md C7)
 _TOKEN_RE = re.compile(r"(^|[?&])(t=)[^&]*")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,7 +102,6 @@ def create_app(
     rt: Runtime,
     *,
     api_token: str | None = None,
-    templates: Path = DEFAULT_TEMPLATES,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
     """The aiohttp application for a runtime (token from state_dir/api-token by default)."""
@@ -113,7 +111,7 @@ def create_app(
     context = WebContext(
         rt=rt,
         metrics=WebMetrics(rt.counters, rt.machines),
-        ipxe=IpxeRenderer(settings.http.base_url, templates),
+        ipxe=IpxeRenderer(settings.http.base_url, settings.http.templates_dir),
         tokens=ConfigTokens(rt.store),
         assets=AssetSets(rt.store, settings.state_dir / "assets"),
         api_token=token,

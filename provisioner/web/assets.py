@@ -2,9 +2,9 @@
 
 `web.FileResponse` answers Range requests (206, 416), HEAD, ETag / If-None-Match (304)
 and If-Modified-Since, with an exact Content-Length, and uses `loop.sendfile` so the
-bytes never pass through Python (BENCH.md: within ~10% of nginx on the default loop).
+bytes never pass through Python (docs/benchmarks.md: within ~10% of nginx on the default loop).
 The set name is checked against the allowed pattern and the path resolved inside the
-asset directory before any file is opened (THREATS.md C1).
+asset directory before any file is opened (docs/threats.md C1).
 """
 
 from __future__ import annotations

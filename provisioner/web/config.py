@@ -1,6 +1,6 @@
 """GET /config: guarded, one-time delivery of a machine's Talos config.
 
-Theory of operation (ARCHITECTURE.md "Security model", THREATS.md C4)
+Theory of operation (docs/threats.md C2-C5)
 --------------------------------------------------------------------
 The config carries cluster secrets, so every check below must pass, in this order:
 

@@ -1,9 +1,10 @@
 """iPXE scripts and kernel command lines: pure rendering, no I/O beyond loading templates.
 
-Templates live in `templates/ipxe/` and render with StrictUndefined, so a missing value is
-an error, never an empty string (STYLE.md principle 10). Nothing from a request's query
-reaches a template: only values from the inventory and our own settings, and each of them
-passes a strict character check first (THREATS.md C6).
+Templates are `ipxe/*.j2` from the packaged `templates/` tree, or from the operator's
+`http.templates_dir` (provisioner/templating.py), and render with StrictUndefined, so a
+missing value is an error, never an empty string. Nothing from a request's query reaches a
+template: only values from the inventory and our own settings, and each of them passes a
+strict character check first (docs/threats.md C6).
 
 iPXE expands `${name}` anywhere on a script line, repeatedly, until none is left (its
 `expand_settings` rescans the whole line after each substitution), so a literal `${uuid}`
@@ -22,8 +23,9 @@ from urllib.parse import quote
 
 import jinja2
 
+from provisioner.templating import TemplateLoader
+
 __all__ = [
-    "DEFAULT_TEMPLATES",
     "TALOS_DEFAULT_ARGS",
     "TALOS_REQUIRED_ARGS",
     "BootPlatform",
@@ -34,9 +36,7 @@ __all__ = [
     "talos_arch",
 ]
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "ipxe"
-
-# shared/talos/README.md "Kernel arguments for PXE on metal".
+# Talos's required and default kernel arguments for PXE on metal (docs/http.md "Stage two").
 TALOS_REQUIRED_ARGS = ("talos.platform=metal", "slab_nomerge", "pti=on")
 TALOS_DEFAULT_ARGS = (
     "init_on_alloc=1",
@@ -152,12 +152,12 @@ def kernel_cmdline(
 
 
 class IpxeRenderer:
-    """Renders the scripts in templates/ipxe/ strictly."""
+    """Renders the `ipxe/` templates strictly; `templates_dir` is `http.templates_dir`."""
 
-    def __init__(self, base_url: str, templates: Path = DEFAULT_TEMPLATES) -> None:
+    def __init__(self, base_url: str, templates_dir: Path | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates)),
+            loader=TemplateLoader("ipxe", templates_dir),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # noqa: S701 - iPXE scripts, not HTML; values pass _safe/check_arg
             keep_trailing_newline=True,

@@ -1,4 +1,4 @@
-"""A per-source limit on refused config fetches (THREATS.md F6): pure, `now` passed in.
+"""A per-source limit on refused config fetches (docs/threats.md F6): pure, `now` passed in.
 
 Theory of operation
 -------------------

@@ -1,6 +1,6 @@
 """The web service in the daemon: an aiohttp AppRunner + TCPSite on `settings.http.listen`.
 
-Connection limits (THREATS.md C7): header lines and fields are capped at 8 KiB, at most 64
+Connection limits (docs/threats.md C7): header lines and fields are capped at 8 KiB, at most 64
 headers, request bodies at 64 KiB; a connection that sends no complete request within
 `IDLE_TIMEOUT_S` (idle keep-alive, or a slowloris trickle) is closed.
 """

@@ -1,4 +1,4 @@
-"""THREATS A13 probe (run as its own process so RSS is ours): prints JSON measurements."""
+"""docs/threats.md A13 probe (run as its own process so RSS is ours): prints JSON measurements."""
 
 from __future__ import annotations
 

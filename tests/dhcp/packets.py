@@ -72,7 +72,7 @@ def reply_options(data: bytes) -> tuple[BOOTP, dict[str, Any]]:
 
 
 def base_packet(options: bytes, *, mtype: bytes = b"\x35\x01\x01", end: bool = True) -> bytes:
-    """THREATS.md's base packet: a minimal BOOTREQUEST built with struct, then `options`."""
+    """The base packet of the threat tests: a minimal BOOTREQUEST built with struct, then `options`."""
     import struct
 
     head = struct.pack(

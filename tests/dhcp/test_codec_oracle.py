@@ -138,7 +138,7 @@ def test_option_overload_reads_file_and_sname() -> None:
 
 @pytest.mark.parametrize("value", [b"\x00", b"\x04", b"\x64", b"\x01\x02", b""])
 def test_bad_overload_is_refused(value: bytes) -> None:
-    """THREATS A9: only 1, 2 or 3."""
+    """docs/threats.md A9: only 1, 2 or 3."""
     head = raw(BOOTP(chaddr=b"\x01" * 6))[:236] + b"\x63\x82\x53\x63"
     data = head + b"\x35\x01\x01" + bytes([52, len(value)]) + value + b"\xff"
     with pytest.raises(RemoteProtocolError):
@@ -159,7 +159,7 @@ def test_duplicate_options_concatenate_and_long_options_split() -> None:
 
 
 def test_build_respects_size_limit() -> None:
-    """THREATS A6/A10: options that do not fit are left out whole; the reply stays in bounds."""
+    """docs/threats.md A6/A10: options that do not fit are left out whole; the reply stays in bounds."""
     many = [(53, b"\x02"), (54, b"\x0a\x00\x00\x01")] + [(c, b"z" * 40) for c in range(100, 130)]
     data = build(DhcpPacket(op=2), 576, many)
     assert len(data) <= 576

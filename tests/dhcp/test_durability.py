@@ -1,4 +1,4 @@
-"""THREATS G1: kill -9 the server under load; every ACKed lease survives the restart."""
+"""docs/threats.md G1: kill -9 the server under load; every ACKed lease survives the restart."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ async def test_batch_of_many_in_one_transaction(sql_store: SqlLeaseStore) -> Non
 
 
 async def test_poisoned_rows_are_skipped_on_load(sql_store: SqlLeaseStore) -> None:
-    """THREATS G2: rows that fail validation are skipped and counted; the rest load."""
+    """docs/threats.md G2: rows that fail validation are skipped and counted; the rest load."""
     await sql_store.commit([lease("10.0.0.9", "02:00:00:00:00:09")], NOW)
     async with sql_store.engine.begin() as conn:
         for ip, mac, host, state in (
@@ -139,7 +139,7 @@ def test_no_ack_when_the_store_fails() -> None:
 
 
 class SlowLeaseStore(MemoryLeaseStore):
-    """THREATS G4: a database that takes far too long."""
+    """docs/threats.md G4: a database that takes far too long."""
 
     async def commit(self, leases, now):  # type: ignore[no-untyped-def]
         await asyncio.sleep(10)

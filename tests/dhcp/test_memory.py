@@ -1,4 +1,4 @@
-"""THREATS A13 / issue item 6: bounded memory with 60,000 leases under 2 x 100,000 requests."""
+"""docs/threats.md A13 / issue item 6: bounded memory with 60,000 leases under 2 x 100,000 requests."""
 
 from __future__ import annotations
 

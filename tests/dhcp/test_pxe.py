@@ -63,7 +63,7 @@ def test_table(arches: tuple[int, ...], vendor: bytes, users: tuple[bytes, ...])
 
 
 def test_named_rows() -> None:
-    """The firmware LAB.md lists, by name."""
+    """The firmware docs/testing.md lists, by name."""
     ipxe = decide(PxeRequest((0,), b"PXEClient:Arch:00000:UNDI:002001", (b"iPXE",)), BASE)
     assert ipxe is not None and ipxe.filename == "http://10.77.0.1:8080/boot.ipxe"
     ovmf = decide(PxeRequest((7,), b"PXEClient:Arch:00007:UNDI:003000"), BASE)

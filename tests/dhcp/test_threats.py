@@ -1,4 +1,4 @@
-"""THREATS.md section A (DHCP rows A1-A22), over UDP on loopback, each with a survival check."""
+"""docs/threats.md section A (DHCP rows A1-A22), over UDP on loopback, each with a survival check."""
 
 from __future__ import annotations
 

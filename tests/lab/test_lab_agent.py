@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from lab_support import talos_config, talos_token
 
 from lab.initramfs import AGENT_DIR
+from provisioner.talos.pki import LeafSpec, issue_leaf, new_ca, subject_name
+from provisioner.talos.trustd import sign_csr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,3 +112,56 @@ def test_grpc_frames_round_trip(tmp_path: Path) -> None:
     for number, want in ((1, ca), (2, crt)):
         out = busybox(f"grpc_response_field {number}", response.hex().encode())
         assert bytes.fromhex(out.decode().strip()) == want
+
+
+def _node_csr() -> bytes:
+    """A CSR like the agent's: ECDSA P-256, O=os:worker, an IP SAN."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "os:worker")]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("10.77.0.11"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def test_agent_accepts_our_trustd_certificate_with_its_clock_behind(tmp_path: Path) -> None:
+    """The agent checks the certificate at once, by its own clock, which starts from the
+    RTC (whole seconds) and runs ~0.5-1.5 s behind the host: as if trustd signed 2 s in the
+    node's future, the certificate must still verify (issue 11 #2)."""
+    now = datetime.now(UTC)
+    os_ca = new_ca("ed25519", "talos", now - timedelta(hours=1))
+    (tmp_path / "ca.pem").write_bytes(os_ca.crt)
+    (tmp_path / "node.crt").write_bytes(sign_csr(_node_csr(), os_ca, now + timedelta(seconds=2)))
+    out = busybox(f"cert_verdict {tmp_path / 'ca.pem'} {tmp_path / 'node.crt'}")
+    assert out.decode().strip() == "ok"
+
+
+def test_agent_names_why_a_certificate_is_rejected(tmp_path: Path) -> None:
+    """The FAILED marker carries openssl's reason, the node's clock and the notBefore."""
+    now = datetime.now(UTC)
+    os_ca = new_ca("ed25519", "talos", now - timedelta(hours=1))
+    spec = LeafSpec(subject=subject_name(common_name="n"), validity=timedelta(hours=1), server_auth=True)
+    future = issue_leaf(os_ca, spec, now + timedelta(minutes=10), kind="ecdsa")
+    (tmp_path / "ca.pem").write_bytes(os_ca.crt)
+    (tmp_path / "node.crt").write_bytes(future.crt)
+    out = busybox(f"cert_verdict {tmp_path / 'ca.pem'} {tmp_path / 'node.crt'}").decode().strip()
+    assert out.startswith("error 9 at 0 depth lookup: certificate is not yet valid (node clock 20"), out
+    assert "notBefore=" in out
+    other = new_ca("ed25519", "talos", now - timedelta(hours=1))
+    (tmp_path / "other.pem").write_bytes(other.crt)
+    out = busybox(f"cert_verdict {tmp_path / 'other.pem'} {tmp_path / 'node.crt'}").decode().strip()
+    assert out.startswith("error "), out
+    assert "certificate signature failure" in out or "unable to get local issuer" in out, out
+
+
+def test_epoch_now_reads_the_clock_to_the_microsecond() -> None:
+    """The clock the agent prints with its certificate check (busybox date has no %N)."""
+    before = time.time()
+    out = busybox("epoch_now").decode().strip()
+    after = time.time()
+    assert re.fullmatch(r"\d{10}\.\d{6}", out), out
+    assert before - 0.01 <= float(out) <= after + 0.01

@@ -94,6 +94,12 @@ def test_pyghmi_client_power_bootdev_reset_softoff(lab: Lab) -> None:
     assert results[1] == {"status": {"powerstate": "on"}}
     assert results[3] == {"status": {"powerstate": "off"}}
     assert process_start_time(pid) is None
+    # each power on and each reset starts a boot in the serial log (lab/markers.py)
+    serial = (lab.options.state_dir / f"{machine.name}.serial.log").read_text(errors="replace")
+    assert [line.split()[2] for line in serial.splitlines() if line.startswith("=== LAB-BMC:")] == [
+        "power",
+        "reset",
+    ]
 
 
 def test_boot_argument() -> None:

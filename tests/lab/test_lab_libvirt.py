@@ -70,7 +70,7 @@ def assert_all_gone(options: control.LabOptions, pids: list[int], starts: list[s
 
 
 def test_domain_xml_follows_the_recipe() -> None:
-    """Pure: the template renders the LAB.md recipe for a machine."""
+    """Pure: the template renders the recipe in docs/testing.md for a machine."""
     machine = lab_machines(2)[1]
     text = libvirt_backend.domain_xml(
         machine, bridge="labbr0", serial_log=Path("/s/lab-w1.serial.log"), memory_mib=256

@@ -1,7 +1,7 @@
 """Real BMCs for the power tests, each started on 127.0.0.1 and stopped by PID.
 
 * `ipmi_sim`: OpenIPMI's simulator with a chassis-control script that records what the
-  BMC was told (TESTING.md "OpenIPMI ipmi_sim as a BMC").
+  BMC was told (docs/testing.md "OpenIPMI ipmi_sim as a BMC").
 * `pyghmi_bmc` / `make_pyghmi_bmc`: a `pyghmi.ipmi.bmc.Bmc` subclass in a subprocess
   (tests/power/pyghmi_test_bmc.py), the kind of BMC virtualbmc and the lab use.
 * `sushy`: sushy-tools' Redfish emulator with its fake driver and HTTP Basic auth.

@@ -118,7 +118,7 @@ class Sushy:
 
 
 class HostileBmc:
-    """A hand-written UDP peer speaking just enough RMCP+ to misbehave (THREATS E8).
+    """A hand-written UDP peer speaking just enough RMCP+ to misbehave (docs/threats.md E8).
 
     modes: `garbage` (1-byte answers), `short-open` (truncated Open Session Response),
     `short-rakp2` (valid suite-3 Open Session Response, then a truncated RAKP2).

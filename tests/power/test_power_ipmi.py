@@ -68,7 +68,7 @@ async def test_ipmi_sim_power_and_bootdev(ipmi_sim: IpmiSim, calls: BlockingCall
 
 
 def test_unpatched_pyghmi_fails_against_pyghmi_bmc(pyghmi_bmc: PyghmiBmc) -> None:
-    """The snag we work around (LAB.md): plain pyghmi cannot log in to a pyghmi BMC."""
+    """The snag we work around (docs/testing.md): plain pyghmi cannot log in to a pyghmi BMC."""
     with pytest.raises((struct.error, pyghmi_exceptions.IpmiException)):
         pyghmi_session.Session(bmc="127.0.0.1", userid="admin", password=SENTINEL, port=pyghmi_bmc.port)
 

@@ -18,9 +18,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_documents
-from provisioner.talos.pki import CertAndKey, load_cert, verify_signed_by
+from provisioner.talos.pki import CertAndKey, load_cert, new_ca, verify_signed_by
 from provisioner.talos.secrets import SecretsBundle
-from provisioner.talos.trustd import CSRError, StaticResolver, TrustdServer, sign_csr, start_trustd
+from provisioner.talos.trustd import (
+    NOT_BEFORE_BACKDATE,
+    CSRError,
+    StaticResolver,
+    TrustdServer,
+    server_identity,
+    sign_csr,
+    start_trustd,
+)
 from provisioner.talos.wire import (
     CertificateRequest,
     CertificateResponse,
@@ -94,8 +102,9 @@ async def test_worker_gets_a_server_certificate(trustd: TrustdServer, fresh_bund
     ]
     assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) == []
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "r1-n7"
-    assert cert.not_valid_before_utc == NOW
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(hours=24)
+    # NotBefore backdated for nodes whose clock is behind; the end of life is Talos's 24 h
+    assert cert.not_valid_before_utc == NOW - NOT_BEFORE_BACKDATE
+    assert cert.not_valid_after_utc == NOW + timedelta(hours=24)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.77.0.17"]
     assert not cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
@@ -262,6 +271,42 @@ def test_openssl_accepts_signed_certificate_for_servers_only(
         check=False,
     )
     assert client.returncode != 0, "a trustd certificate must not be usable as a client certificate"
+
+
+def _openssl_verify_at(ca_pem: bytes, cert_pem: bytes, at: int, tmp_path: Path) -> str:
+    """``openssl verify`` as the lab agent runs it, at a node clock of ``at`` (whole seconds)."""
+    import subprocess
+
+    (tmp_path / "ca.crt").write_bytes(ca_pem)
+    (tmp_path / "node.crt").write_bytes(cert_pem)
+    argv = ["openssl", "verify", "-attime", str(at), "-CAfile", str(tmp_path / "ca.crt")]
+    result = subprocess.run([*argv, str(tmp_path / "node.crt")], capture_output=True, text=True, check=False)
+    return "ok" if result.returncode == 0 else result.stdout + result.stderr
+
+
+# A lab VM's clock starts from the RTC, truncated to the second, and measured ~0.5 s behind
+# the host; a real node without NTP may be minutes off.  The node checks the certificate
+# the moment it arrives.
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="openssl CLI not installed")
+@pytest.mark.parametrize("behind_s", [1, 2, 60, 299])
+def test_node_with_a_clock_behind_accepts_its_certificate(tmp_path: Path, behind_s: int) -> None:
+    os_ca = new_ca("ed25519", "talos", NOW - timedelta(days=1))  # made well before the boot
+    signed_at = NOW + timedelta(milliseconds=700)  # trustd signs in the middle of a second
+    node_clock = int((signed_at - timedelta(seconds=behind_s)).timestamp())
+    issued = sign_csr(_csr(), os_ca, signed_at)
+    assert _openssl_verify_at(os_ca.crt, issued, node_clock, tmp_path) == "ok"
+    identity = server_identity(os_ca, ["10.77.0.1"], signed_at)
+    assert _openssl_verify_at(os_ca.crt, identity.crt, node_clock, tmp_path) == "ok"
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="openssl CLI not installed")
+def test_backdating_is_bounded(tmp_path: Path) -> None:
+    """A node more than the margin behind still sees a certificate from the future."""
+    os_ca = new_ca("ed25519", "talos", NOW - timedelta(days=1))
+    issued = sign_csr(_csr(), os_ca, NOW)
+    too_early = int((NOW - NOT_BEFORE_BACKDATE).timestamp()) - 1
+    verdict = _openssl_verify_at(os_ca.crt, issued, too_early, tmp_path)
+    assert "error 9 at 0 depth" in verdict, verdict  # the leaf, not the CA, is "not yet valid"
 
 
 class AsyncResolver:

@@ -125,7 +125,7 @@ ROLLOVER_CLIENTS = ["atftp-window", "tftp-hpa", "curl", "tftpy"]
 @pytest.mark.slow
 @pytest.mark.parametrize("client", ROLLOVER_CLIENTS)
 async def test_rollover_40mib(tftp_server: ServerFactory, tftp_root: Path, tmp_path: Path, client):
-    # 40 MiB at blksize 512 is 81,920 blocks: the block number wraps to 0 (THREATS B11).
+    # 40 MiB at blksize 512 is 81,920 blocks: the block number wraps to 0 (docs/threats.md B11).
     server, events = await tftp_server()
     local = tmp_path / "out"
     if client == "atftp-window":

@@ -1,4 +1,4 @@
-"""Codec and option negotiation: round trips, garbage, and every abuse THREATS B3/B5 lists."""
+"""Codec and option negotiation: round trips, garbage, and every abuse docs/threats.md B3/B5 lists."""
 
 from __future__ import annotations
 
@@ -130,12 +130,12 @@ def _negotiate(*options: tuple[str, str], size: int = 1000) -> Negotiated:
 
 @pytest.mark.parametrize("bad", ["0", "7", "65465", "99999999", "-1", "abc", "", "1e3", " 512"])
 def test_bad_blksize_is_ignored(bad):
-    # THREATS B5: out of range or not a number: as if never sent.
+    # docs/threats.md B5: out of range or not a number: as if never sent.
     assert _negotiate(("blksize", bad)) == Negotiated()
 
 
 def test_blksize_clamped_to_path_limit():
-    # THREATS B6: 9000 on a 1500-byte path becomes 1468.
+    # docs/threats.md B6: 9000 on a 1500-byte path becomes 1468.
     assert _negotiate(("blksize", "9000")).oack == (("blksize", "1468"),)
     assert _negotiate(("blksize", "8")).block_size == 8
 

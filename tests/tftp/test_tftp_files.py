@@ -1,4 +1,4 @@
-"""The file source: allow-list, traversal, symlinks, provider (THREATS B1, B4, B13)."""
+"""The file source: allow-list, traversal, symlinks, provider (docs/threats.md B1, B4, B13)."""
 
 from __future__ import annotations
 

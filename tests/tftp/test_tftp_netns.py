@@ -1,4 +1,4 @@
-"""blksize against a real 1500-byte path (THREATS B6), in two network namespaces.
+"""blksize against a real 1500-byte path (docs/threats.md B6), in two network namespaces.
 
 Loopback has a 64 KiB MTU, so the path-MTU clamp only shows on a real link: the server
 runs in one namespace (bench/lib_tftp.py serve, with block_size_max raised to 65464) and

@@ -1,4 +1,4 @@
-"""THREATS.md section B against a live server, each row followed by a survival check."""
+"""docs/threats.md section B against a live server, each row followed by a survival check."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ async def test_b1_nul_inside_name(tftp_server: ServerFactory, tftp_root: Path):
 
 @pytest.mark.parametrize("name", TRAVERSAL)
 async def test_b1_traversal_with_tftp_hpa(tftp_server: ServerFactory, tmp_path: Path, name):
-    # tftp-hpa sends the name exactly as given (TESTING.md).
+    # tftp-hpa sends the name exactly as given (docs/testing.md).
     server, _ = await tftp_server()
     local = tmp_path / "out"
     proc = await asyncio.create_subprocess_exec(

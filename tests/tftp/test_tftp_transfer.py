@@ -108,7 +108,7 @@ def test_window_sends_window_before_waiting():
 
 
 def test_rollover_past_65535_blocks():
-    # 70,000 blocks of 8 bytes: the block number wraps to 0 after 65535 (THREATS B11).
+    # 70,000 blocks of 8 bytes: the block number wraps to 0 after 65535 (docs/threats.md B11).
     content = _content(70_000.5, 8, 3)
     server = make_transfer(content, (("blksize", "8"), ("windowsize", "16")))
     client = MemoryClient()
@@ -119,7 +119,7 @@ def test_rollover_past_65535_blocks():
 
 
 def test_duplicate_acks_never_trigger_sends():
-    # RFC 1123 §4.2.3.1: the Sorcerer's Apprentice bug (THREATS B7).
+    # RFC 1123 §4.2.3.1: the Sorcerer's Apprentice bug (docs/threats.md B7).
     server = make_transfer(_content(5, 512, 4))
     server.datagrams_to_send()
     server.receive_datagram(build_ack(1), 0.0)
@@ -137,7 +137,7 @@ def test_duplicate_acks_never_trigger_sends():
 def test_ack_outside_window_is_ignored():
     server = make_transfer(_content(20, 512, 5))
     server.datagrams_to_send()
-    server.receive_datagram(build_ack(6), 0.0)  # block n+5, never sent (THREATS B8)
+    server.receive_datagram(build_ack(6), 0.0)  # block n+5, never sent (docs/threats.md B8)
     assert server.datagrams_to_send() == []
     server.receive_datagram(build_ack(1), 0.0)
     assert parse_packet(server.datagrams_to_send()[0]) == Data(2, _content(20, 512, 5)[512:1024])
@@ -159,7 +159,7 @@ def test_backoff_and_bounded_retries_then_failed_event():
         deadlines.append(deadline)
         server.handle_timer(deadline)
         sent += len(server.datagrams_to_send())
-    # 1 + 3 retransmissions, intervals doubling: 1, 2, 4, 8 (THREATS B9: bounded).
+    # 1 + 3 retransmissions, intervals doubling: 1, 2, 4, 8 (docs/threats.md B9: bounded).
     assert sent == 4
     assert deadlines == [1.0, 3.0, 7.0, 15.0]
     assert server.state is State.FAILED

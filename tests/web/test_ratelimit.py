@@ -1,4 +1,4 @@
-"""The per-source limit on refused config fetches (THREATS.md F6)."""
+"""The per-source limit on refused config fetches (docs/threats.md F6)."""
 
 from __future__ import annotations
 

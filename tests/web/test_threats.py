@@ -1,4 +1,4 @@
-"""THREATS.md HTTP rows: oversized headers and bodies, idle and slowloris connections, aborted downloads."""
+"""docs/threats.md HTTP rows: oversized headers and bodies, idle and slowloris connections, aborted downloads."""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""`provisioner provision --wait`: the live table, then the summary with times per stage."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from provisioner.cli import power
+
+T0 = datetime(2026, 12, 2, 5, 0, 0, tzinfo=UTC)
+
+
+def _transition(at_s: float, frm: str, to: str) -> dict[str, Any]:
+    at = (T0 + timedelta(seconds=at_s)).isoformat()
+    return {"kind": "machine.transition", "at": at, "data": {"from": frm, "to": to}}
+
+
+def _run_events() -> list[dict[str, Any]]:
+    """One provisioning run as the daemon records it (oldest first)."""
+    return [
+        _transition(0, "Registered", "PoweringOn"),
+        _transition(2, "PoweringOn", "Netbooting"),
+        {"kind": "dhcp.ack", "at": (T0 + timedelta(seconds=5)).isoformat(), "data": {}},
+        # the web layer's move Netbooting -> ConfigServed (provisioner/web/config.py)
+        {"kind": "config.served", "at": (T0 + timedelta(seconds=20)).isoformat(), "data": {"bytes": 9}},
+        _transition(26, "ConfigServed", "Trusted"),
+        _transition(27, "Trusted", "Provisioned"),
+    ]
+
+
+def test_stage_times_count_the_config_served_stage() -> None:
+    times = power.stage_times(_run_events())
+    assert times == {"PoweringOn": 2.0, "Netbooting": 18.0, "ConfigServed": 6.0, "Trusted": 1.0}
+
+
+class FakeClient:
+    """The daemon's API as `_wait` uses it: one machine, Provisioned at the third poll."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def machines(self) -> list[dict[str, Any]]:
+        self.polls += 1
+        state = "Provisioned" if self.polls >= 3 else "Netbooting"
+        return [{"name": "lab-w1", "state": state, "desired": "provisioned", "attempts": 1}]
+
+    def machine(self, name: str) -> dict[str, Any]:
+        return {"name": name, "state": "Provisioned", "state_reason": "settled"}
+
+    def machine_events(self, name: str, limit: int) -> dict[str, Any]:
+        assert name == "lab-w1"
+        assert limit > 0
+        return {"items": list(reversed(_run_events()))}  # the API answers newest first
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_wait_prints_live_table_then_summary_on_their_own_lines(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=terminal, color_system=None, highlight=False)
+    monkeypatch.setattr(power, "console", console)
+    monkeypatch.setattr(power, "WAIT_POLL_S", 0.01)
+    assert power._wait(FakeClient(), ["lab-w1"], "provisioned", timeout=30)
+    text = out.getvalue()
+    # the live table's bottom border ends its line; the summary's top border starts one
+    assert "┘┏" not in text
+    lines = text.replace("\r", "\n").splitlines()
+    summary_top = next(i for i, line in enumerate(lines) if "ConfigServed" in line) - 1
+    assert lines[summary_top].lstrip("\x1b[?25h").startswith("┏"), lines[summary_top]
+    assert lines[summary_top - 1].rstrip().endswith("┘"), lines[summary_top - 1]
+    row = next(line for line in lines[summary_top:] if line.startswith("│ lab-w1"))
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[:7] == ["lab-w1", "Provisioned", "2.0s", "18.0s", "6.0s", "1.0s", "27.0s"], cells
