@@ -38,6 +38,9 @@ class MachineState(enum.StrEnum):
     POWERING_ON = "PoweringOn"
     NETBOOTING = "Netbooting"
     CONFIG_SERVED = "ConfigServed"
+    INSTALLING = "Installing"  # the node says it is installing to its disk (Talos events)
+    REBOOTING = "Rebooting"  # the node says its install finished; it reboots into the disk
+    BOOTED_FROM_DISK = "BootedFromDisk"  # the installed node is up again from its disk
     TRUSTED = "Trusted"
     PROVISIONED = "Provisioned"
     FAILED = "Failed"

@@ -31,6 +31,7 @@ from typing import Protocol
 from provisioner.events import Event, EventSink, Severity, utcnow
 from provisioner.lifecycle import (
     ACTIVE_STATES,
+    INSTALL_STATES,
     Signal,
     StageTimeouts,
     is_legal,
@@ -200,7 +201,7 @@ class Reconciler:
             await self._power_on(m)
         elif state == S.NETBOOTING:
             await self._check_netboot(m, since, elapsed)
-        elif state == S.CONFIG_SERVED:
+        elif state in INSTALL_STATES:
             await self._check_trust(m)
         elif state == S.TRUSTED:
             await self._move(
@@ -293,6 +294,28 @@ class Reconciler:
             desired=desired,
             attempts=0,
         )
+
+    # -- what the node says (Talos events, provisioner/telemetry) ----------------------
+
+    async def node_reported(self, name: str, signal: Signal | None, message: str) -> bool:
+        """Move a machine on its node's own report; `signal` None means the node reports an error.
+
+        An error fails the install stages at once with the node's message; a signal the
+        table does not allow in the machine's state (a late or repeated event) is ignored.
+        """
+        m = await self._store.get_machine(name)
+        if m is None:
+            return False
+        state = S(m.state)
+        if signal is None:
+            if state not in INSTALL_STATES:
+                return False
+            await self._fail(m, f"node reports: {message}")
+            return True
+        if not is_legal(state, signal):
+            return False
+        fields: dict[str, object] = {"installed": True} if signal == Signal.INSTALLED else {}
+        return await self._move(m, signal, f"node reports: {message}", **fields)
 
     # -- helpers ------------------------------------------------------------------------
 

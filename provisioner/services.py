@@ -21,7 +21,7 @@ from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
 from provisioner.reconciler import Reconciler
 from provisioner.talos.service import config_service, make_trust_checker, trustd_service
-from provisioner.telemetry.service import telemetry_service
+from provisioner.telemetry.service import node_progress_hook, telemetry_service
 from provisioner.tftp.files import FileSource
 from provisioner.tftp.server import TftpServer
 from provisioner.web.ipxe import IpxeRenderer
@@ -135,6 +135,9 @@ def stage_timeouts(rt: Runtime) -> StageTimeouts:
         script=s.script_s,
         config=s.config_s,
         trust=s.trust_s,
+        installing=s.installing_s,
+        rebooting=s.rebooting_s,
+        booted=s.booted_s,
         deprovisioning=s.deprovisioning_s,
         max_attempts=s.max_attempts,
         retry_base_s=s.retry_base_s,
@@ -156,9 +159,12 @@ async def reconciler_service(rt: Runtime) -> AsyncIterator[None]:
     )
     await reconciler.start()
     rt.services["reconciler"] = reconciler
+    # The telemetry service hands every node reading here (provisioner/telemetry/service.py).
+    rt.services["node-progress"] = node_progress_hook(reconciler)
     try:
         yield
     finally:
+        rt.services.pop("node-progress", None)
         rt.services.pop("reconciler", None)
         await reconciler.stop()
 

@@ -242,6 +242,12 @@ class LifecycleSettings(_Section):
     """From the iPXE script until the config fetch (kernel and initramfs download and boot)."""
     trust_s: Annotated[float, Field(gt=0)] = 1800.0
     """From the config fetch until the node presents a trusted certificate (install + boot)."""
+    installing_s: Annotated[float, Field(gt=0)] = 900.0
+    """Installing: from the node's "install started" event until its "install finished"."""
+    rebooting_s: Annotated[float, Field(gt=0)] = 600.0
+    """Rebooting: from "install finished" until the node reports it booted from its disk."""
+    booted_s: Annotated[float, Field(gt=0)] = 600.0
+    """BootedFromDisk: until the node presents a trusted certificate."""
     deprovisioning_s: Annotated[float, Field(gt=0)] = 120.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     retry_base_s: Annotated[float, Field(ge=0)] = 30.0

@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from provisioner.lifecycle import Signal
 from provisioner.telemetry.hub import TelemetryHub
 from provisioner.telemetry.listeners import EventSinkServer, KmsgServer
-from provisioner.telemetry.progress import Reading
+from provisioner.telemetry.progress import NodeSignal, Reading
 from provisioner.telemetry.settings import split_listen
 
 if TYPE_CHECKING:
     from provisioner.daemon import Runtime
+    from provisioner.reconciler import Reconciler
 
-__all__ = ["address_map", "telemetry_service"]
+__all__ = ["address_map", "node_progress_hook", "telemetry_service"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,26 @@ def address_map(
             continue
         out[str(ip)] = str(machine)
     return out
+
+
+_SIGNALS = {
+    NodeSignal.INSTALLING: Signal.INSTALLING,
+    NodeSignal.INSTALLED: Signal.INSTALLED,
+    NodeSignal.BOOTED: Signal.BOOTED,
+    NodeSignal.ERROR: None,  # the reconciler fails the install stage with the node's message
+}
+
+
+def node_progress_hook(reconciler: Reconciler) -> Callable[[str, Reading], Awaitable[None]]:
+    """The coroutine the telemetry service calls with each reading (as `node-progress`)."""
+
+    async def hook(machine: str, reading: Reading) -> None:
+        try:
+            await reconciler.node_reported(machine, _SIGNALS[reading.signal], reading.message)
+        except Exception:
+            log.exception("node report of %s not applied", machine)
+
+    return hook
 
 
 class _AddressBook:
