@@ -90,10 +90,10 @@ async def run_daemon(settings: Settings, *, ready: Callable[[Runtime], None] | N
     """Run until SIGINT/SIGTERM (or `Runtime.stopping` is set)."""
     prepare_state_dir(settings.state_dir)
     try:
-        store = Store.open(settings.db_url, settings.state_dir)
+        store = Store.open(settings.db_url, settings.state_dir)  # also makes state_dir 0700
     except Exception as exc:
         raise database_error(settings.database_url, settings.db_url, exc) from exc
-    sink = DatabaseEventSink(store)
+    sink = DatabaseEventSink(store, settings=settings.events)
     stopping = asyncio.Event()
     rt = Runtime(
         settings=settings,

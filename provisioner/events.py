@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Event", "EventSink", "MemoryEventSink", "Severity", "utcnow"]
+__all__ = ["Event", "EventSink", "MemoryEventSink", "Severity", "discovered_event", "utcnow"]
 
 
 class Severity(enum.StrEnum):
@@ -36,7 +36,9 @@ class Event:
 
     `kind` is a dotted name (`dhcp.ack`, `tftp.transfer`, `machine.transition`,
     `config.refused`, `api.change`, ...). `data` holds JSON-serialisable details and must
-    never hold a secret.
+    never hold a secret. `group` (usually the client address) marks an event that
+    unauthenticated traffic can cause: the database sink folds repeats of one (kind,
+    group) into a counter row per window (provisioner/eventagg.py).
     """
 
     kind: str
@@ -46,6 +48,17 @@ class Event:
     message: str = ""
     actor: str = "system"
     data: Mapping[str, object] = field(default_factory=dict)
+    group: str = ""
+
+
+def discovered_event(mac: str, uuid: str | None, arch: str | None, via: str, source: str) -> Event:
+    """`machine.discovered`, grouped by `source` (a flood of fresh MACs is folded)."""
+    return Event(
+        kind="machine.discovered",
+        at=utcnow(),
+        data={"mac": mac, "uuid": uuid, "arch": arch, "via": via, "source": source},
+        group=source,
+    )
 
 
 class EventSink(Protocol):

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from provisioner.daemon import Runtime, ServiceFactory
 from provisioner.dhcp.limits import DiscoveredMachine
 from provisioner.dhcp.service import DhcpService, TransportOptions
+from provisioner.events import discovered_event
 from provisioner.lifecycle import StageTimeouts
 from provisioner.power.machines import MachinePower
 from provisioner.power.service import PowerService
@@ -80,14 +81,24 @@ async def dhcp_service(rt: Runtime) -> AsyncIterator[None]:
         return
     pending: set[asyncio.Task[None]] = set()
 
+    async def record(machine: DiscoveredMachine) -> None:
+        arch = None if machine.arch is None else _ARCH_NAMES.get(machine.arch, str(machine.arch))
+        new = await rt.store.record_discovered(
+            machine.mac,
+            uuid=machine.uuid,
+            arch=arch,
+            vendor_class=machine.vendor_class,
+            source="dhcp",
+            limit=rt.settings.events.max_discovered,
+        )
+        if new:
+            # DHCP clients have no trustworthy source address (0.0.0.0, broadcast): one
+            # group for all of DHCP keeps a spoofed-MAC flood to a counter row.
+            rt.events.emit(discovered_event(machine.mac, machine.uuid, arch, "dhcp", "dhcp"))
+
     def discovered(machine: DiscoveredMachine) -> None:
         # Record unknown PXE clients without holding up the answer path.
-        arch = None if machine.arch is None else _ARCH_NAMES.get(machine.arch, str(machine.arch))
-        task = asyncio.create_task(
-            rt.store.record_discovered(
-                machine.mac, uuid=machine.uuid, arch=arch, vendor_class=machine.vendor_class, source="dhcp"
-            )
-        )
+        task = asyncio.create_task(record(machine))
         pending.add(task)
         task.add_done_callback(pending.discard)
 

@@ -28,6 +28,7 @@ from provisioner.telemetry.settings import TelemetrySettings
 
 __all__ = [
     "DhcpSettings",
+    "EventsSettings",
     "HttpSettings",
     "LifecycleSettings",
     "PowerSettings",
@@ -256,6 +257,23 @@ class LifecycleSettings(_Section):
     """How often the reconciler looks at the machines."""
 
 
+class EventsSettings(_Section):
+    """`[events]`: how much unauthenticated traffic may write (issue 14, docs/threats.md)."""
+
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] = 90
+    """Events older than this are deleted."""
+    max_rows: Annotated[int, Field(ge=1000)] = 500_000
+    """The event table keeps at most this many rows (the oldest go first)."""
+    prune_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+    """How often retention runs (also once at start)."""
+    aggregate_window_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """Repeats of one event kind from one source inside this window become one counter row."""
+    aggregate_max_keys: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    """Sources tracked per window; beyond this, events fold into one "*" row per kind."""
+    max_discovered: Annotated[int, Field(ge=1)] = 10_000
+    """Discovered (unknown) machines kept; a new one evicts the least recently seen."""
+
+
 class Settings(_Section):
     """Everything the daemon and the CLI need to know, frozen."""
 
@@ -271,6 +289,7 @@ class Settings(_Section):
     trustd: TrustdSettings = TrustdSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    events: EventsSettings = EventsSettings()
 
     @property
     def db_url(self) -> str:

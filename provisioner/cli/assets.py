@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run
+from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run, safe
 
 __all__ = ["assets"]
 
@@ -151,9 +151,9 @@ def import_(  # noqa: PLR0917 - one parameter per option
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
-    console.print(f"imported asset set [bold]{record.name}[/bold] ({record.arch})")
-    console.print(f"  kernel     {record.kernel_size:>12} bytes  sha256 {record.kernel_sha256}")
-    console.print(f"  initramfs  {record.initramfs_size:>12} bytes  sha256 {record.initramfs_sha256}")
+    console.print(f"imported asset set [bold]{safe(record.name)}[/bold] ({safe(record.arch)})")
+    console.print(f"  kernel     {record.kernel_size:>12} bytes  sha256 {safe(record.kernel_sha256)}")
+    console.print(f"  initramfs  {record.initramfs_size:>12} bytes  sha256 {safe(record.initramfs_sha256)}")
 
 
 @assets.command("list")
@@ -178,12 +178,12 @@ def list_(state: CliState, as_json: bool) -> None:
     for r in rows:
         size = r["kernel_size"] + r["initramfs_size"]
         table.add_row(
-            r["name"],
-            r["arch"],
-            r["kernel_sha256"][:16],
-            r["initramfs_sha256"][:16],
+            safe(r["name"]),
+            safe(r["arch"]),
+            safe(r["kernel_sha256"][:16]),
+            safe(r["initramfs_sha256"][:16]),
             f"{size / 1e6:.1f} MB",
-            ", ".join(r["used_by"]) or "-",
+            safe(", ".join(r["used_by"]) or "-"),
         )
     console.print(table)
 
@@ -204,4 +204,4 @@ def delete(state: CliState, name: str) -> None:
         die(f"no asset set {name!r}")
     except AssetError as exc:
         die(str(exc))
-    console.print(f"deleted asset set {name}")
+    console.print(f"deleted asset set {safe(name)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,7 +17,8 @@ from typing import TypeVar, cast
 
 import click
 
-from provisioner.cli.common import CliState, pass_state
+from provisioner.cli.common import CliState, pass_state, safe
+from provisioner.secretfile import write_private
 from provisioner.store.records import ClusterRecord
 from provisioner.store.repository import Store
 from provisioner.talos.config import ClusterSpec, MachineSpec, generate_config
@@ -65,11 +65,8 @@ def _name(value: str) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file holding secrets with owner-only permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    """Write a file holding secrets: 0600, created fresh, never through a symlink."""
+    write_private(path, text)
 
 
 async def _bundle(store: Store, name: str) -> SecretsBundle:
@@ -361,6 +358,6 @@ def validate(file: Path, mode: str, talos_version: str | None) -> None:
     errors = validate_config(file.read_text(encoding="utf-8"), contract, cast("Mode", mode))
     if errors:
         for error in errors:
-            click.echo(f"{file}: {error}", err=True)
+            click.echo(safe(f"{file}: {error}", markup=False), err=True)
         sys.exit(1)
     click.echo(f"{file}: valid")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from provisioner.settings import Settings, SettingsError, load_settings, resolve
 if TYPE_CHECKING:  # the database layer is imported only by commands that use it
     from provisioner.store.repository import Store
 
-__all__ = ["CliState", "console", "die", "emit_json", "err_console", "pass_state", "run"]
+__all__ = ["CliState", "console", "die", "emit_json", "err_console", "pass_state", "run", "safe"]
 
 T = TypeVar("T")
 
@@ -28,10 +29,27 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False)
 
 
+# C0 and C1 controls, DEL, and the bidirectional overrides/isolates (a "Trojan Source"
+# reordering of what the operator reads): none belongs in a terminal cell.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(value: object, *, markup: bool = True) -> str:
+    """A value for the terminal: control characters removed, rich markup escaped.
+
+    Discovered machines' arch and vendor class, hostnames, event messages and data, BMC
+    and API error texts came from the network (issue 14): an escape sequence or a rich
+    tag in them must print as text, not act. Every value the CLI prints through rich
+    goes through here (`markup=False` for output printed without markup).
+    """
+    text = _CONTROL.sub("", value if isinstance(value, str) else str(value))
+    return escape(text) if markup else text
+
+
 def die(message: str, code: int = 1) -> NoReturn:
     """Print an error and exit."""
-    # The message is data (paths, addresses like [::1]:80), never rich markup.
-    err_console.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+    # The message is data (paths, addresses like [::1]:80, network text), never markup.
+    err_console.print(f"[red]error:[/red] {safe(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from provisioner.cli.common import CliState, console, pass_state, run
+from provisioner.cli.common import CliState, console, pass_state, run, safe
 
 __all__ = ["db"]
 
@@ -32,9 +32,9 @@ def upgrade(state: CliState) -> None:
 
     before, after = run(work())
     if before == after:
-        console.print(f"database is up to date (revision {after})")
+        console.print(f"database is up to date (revision {safe(after)})")
     else:
-        console.print(f"database upgraded: {before or 'empty'} -> {after}")
+        console.print(f"database upgraded: {safe(before or 'empty')} -> {safe(after)}")
 
 
 @db.command()
@@ -50,4 +50,4 @@ def revision(state: CliState) -> None:
         finally:
             await store.close()
 
-    console.print(run(work()) or "empty")
+    console.print(safe(run(work()) or "empty"))

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from provisioner.cli.common import console, die, emit_json
+from provisioner.cli.common import console, die, emit_json, safe
 
 __all__ = ["dhcp"]
 
@@ -34,19 +34,20 @@ def probe(iface: str, timeout: float, pxe: bool, mac: str | None, as_json: bool)
         emit_json([asdict(a) for a in answers])
         return
     if not answers:
-        console.print(f"no DHCP server answered on {iface} within {timeout:g}s")
+        console.print(f"no DHCP server answered on {safe(iface)} within {timeout:g}s")
         return
     from rich.table import Table
 
     table = Table("server", "from", "offers", "boot file", "next server", "lease", "vendor class")
     for a in answers:
+        # Every field here came off the wire from whatever server answered.
         table.add_row(
-            a.server_id,
-            f"{a.source_ip} ({a.source_mac})",
-            a.yiaddr if a.yiaddr != "0.0.0.0" else "(proxy: no address)",
-            a.boot_file or "-",
-            a.siaddr if a.siaddr != "0.0.0.0" else "-",
+            safe(a.server_id),
+            safe(f"{a.source_ip} ({a.source_mac})"),
+            safe(a.yiaddr) if a.yiaddr != "0.0.0.0" else "(proxy: no address)",
+            safe(a.boot_file or "-"),
+            safe(a.siaddr) if a.siaddr != "0.0.0.0" else "-",
             f"{a.lease_time}s" if a.lease_time is not None else "-",
-            a.vendor_class or "-",
+            safe(a.vendor_class or "-"),
         )
     console.print(table)

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from provisioner.cli.common import CliState, console, emit_json, pass_state, run
+from provisioner.cli.common import CliState, console, emit_json, pass_state, run, safe
+from provisioner.secretfile import write_private
 
 __all__ = ["inventory"]
 
@@ -27,7 +28,7 @@ def _load(state: CliState, paths: tuple[str, ...]) -> Any:  # noqa: ANN401 - Inv
 
 def _print_problems(problems: list[str]) -> None:
     for problem in problems:
-        click.echo(problem, err=True)
+        click.echo(safe(problem, markup=False), err=True)
     click.echo(f"{len(problems)} problem(s) found", err=True)
 
 
@@ -57,9 +58,10 @@ def _print_plan(plan: Any, dry_run: bool) -> None:  # noqa: ANN401 - Plan
         return
     marks = {"added": "[green]+[/green]", "changed": "[yellow]~[/yellow]", "removed": "[red]-[/red]"}
     for change in plan.changes:
-        console.print(f"{marks[change.action]} {change.kind} {change.name}", markup=True)
+        console.print(f"{marks[change.action]} {safe(change.kind)} {safe(change.name)}", markup=True)
         for name, before, after in change.fields:
-            console.print(f"    {name}: {_show(before)} -> {_show(after)}", markup=False)
+            line = f"    {name}: {_show(before)} -> {_show(after)}"
+            console.print(safe(line, markup=False), markup=False)
     counts = plan.counts()
     verb = "would apply" if dry_run else "applied"
     console.print(
@@ -115,7 +117,8 @@ def export(state: CliState, output: str | None) -> None:
 
     text = run(state.with_store(export_inventory))
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        # May name BMC users and addresses: written like every other secrets file.
+        write_private(Path(output), text)
     else:
         click.echo(text, nl=False)
 
@@ -134,10 +137,10 @@ def discovered(state: CliState, as_json: bool) -> None:
     table = Table("MAC", "UUID", "ARCH", "SOURCE", "SEEN", "LAST SEEN")
     for r in rows:
         table.add_row(
-            r.mac,
-            r.uuid or "-",
-            r.arch or "-",
-            r.source,
+            safe(r.mac),
+            safe(r.uuid or "-"),
+            safe(r.arch or "-"),
+            safe(r.source),
             str(r.seen_count),
             r.last_seen.isoformat(timespec="seconds"),
         )

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run
+from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run, safe
 from provisioner.cli.logs import logs
 
 __all__ = ["machine_table", "machines"]
@@ -42,16 +42,17 @@ def machine_table(records: list[Any], last_events: dict[str, str] | None = None)
     table = Table("NAME", "CLUSTER", "ROLE", "STATE", "FOR", "IP", "MACS", "BMC", "LAST EVENT")
     for m in records:
         style = {"Provisioned": "green", "Failed": "red", "Discovered": "dim"}.get(m.state, "")
+        state = safe(m.state)
         table.add_row(
-            m.name,
-            m.cluster or "-",
-            m.role,
-            f"[{style}]{m.state}[/{style}]" if style else m.state,
+            safe(m.name),
+            safe(m.cluster or "-"),
+            safe(m.role),
+            f"[{style}]{state}[/{style}]" if style else state,
             _age(m.state_since, now),
-            m.ip or "-",
-            ",".join(m.macs),
-            f"{m.bmc.driver}:{m.bmc.address}" if m.bmc else "-",
-            (last_events or {}).get(m.name, m.state_reason or ""),
+            safe(m.ip or "-"),
+            safe(",".join(m.macs)),
+            safe(f"{m.bmc.driver}:{m.bmc.address}") if m.bmc else "-",
+            safe((last_events or {}).get(m.name, m.state_reason or "")),
         )
     return table
 
@@ -96,7 +97,7 @@ def show(state: CliState, name: str, as_json: bool) -> None:
         shown = value
         if key == "bmc" and value is not None:
             shown = {k: v for k, v in value.items() if v not in (None, "", {})}
-        console.print(f"[bold]{key}[/bold]: {shown}", markup=True, soft_wrap=True)
+        console.print(f"[bold]{key}[/bold]: {safe(shown)}", markup=True, soft_wrap=True)
 
 
 @machines.command()
@@ -115,9 +116,9 @@ def events(state: CliState, name: str, as_json: bool, limit: int) -> None:
         table.add_row(
             str(r.id),
             r.at.isoformat(timespec="seconds"),
-            r.kind,
-            r.severity,
-            r.actor,
-            r.message or str(r.data),
+            safe(r.kind),
+            safe(r.severity),
+            safe(r.actor),
+            safe(r.message or r.data),
         )
     console.print(table)

@@ -12,7 +12,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from provisioner.cli.common import CliState, console, die, emit_json, err_console, pass_state
+from provisioner.cli.common import CliState, console, die, emit_json, err_console, pass_state, safe
 
 __all__ = ["deprovision", "power", "provision", "reprovision", "stage_times"]
 
@@ -71,16 +71,19 @@ def _power_many(state: CliState, action: str, names: tuple[str, ...], as_json: b
     else:
         table = Table("MACHINE", "RESULT")
         for r in results:
-            shown = r["result"] if r["ok"] else f"[red]failed ({r.get('reason') or r.get('status')})[/red]"
+            shown = r["result"] if r["ok"] else f"failed ({r.get('reason') or r.get('status')})"
             if isinstance(shown, dict):
                 shown = ", ".join(f"{k}={v}" for k, v in shown.items())
-            table.add_row(str(r["machine"]), str(shown))
+            cell = safe(shown) if r["ok"] else f"[red]{safe(shown)}[/red]"
+            table.add_row(safe(r["machine"]), cell)
         console.print(table)
     # Each failure in full on stderr, one line per machine: the table would wrap it.
     for r in failures:
         tag = f" [{r['reason']}]" if r.get("reason") else ""
         err_console.print(
-            f"error: {r['machine']}: power {action}: {r['error']}{tag}", markup=False, soft_wrap=True
+            safe(f"error: {r['machine']}: power {action}: {r['error']}{tag}", markup=False),
+            markup=False,
+            soft_wrap=True,
         )
     if failures:
         sys.exit(1)
@@ -149,11 +152,11 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
     for m in machines:
         style = {"Provisioned": "green", "Failed": "red"}.get(m["state"], "yellow")
         table.add_row(
-            m["name"],
-            f"[{style}]{m['state']}[/{style}]",
+            safe(m["name"]),
+            f"[{style}]{safe(m['state'])}[/{style}]",
             _age(m.get("state_since")),
-            str(m.get("attempts", 0)),
-            (m.get("state_reason") or "")[:90],
+            safe(m.get("attempts", 0)),
+            safe((m.get("state_reason") or "")[:90]),
         )
     return table
 
@@ -215,11 +218,11 @@ def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
         times = stage_times(run)
         total = sum(times.values())
         table.add_row(
-            name,
-            m["state"],
+            safe(name),
+            safe(m["state"]),
             *(f"{times[s]:.1f}s" if s in times else "-" for s in _STAGES),
             f"{total:.1f}s",
-            m.get("state_reason") or "",
+            safe(m.get("state_reason") or ""),
         )
     console.print(table)
 
@@ -257,9 +260,9 @@ def _request(
         out = _call(getattr(client, action), name)
         if isinstance(out, Exception):
             errors += 1
-            console.print(f"[red]{name}: {out}[/red]")
+            console.print(f"[red]{safe(name)}: {safe(out)}[/red]")
         else:
-            console.print(f"{name}: {action} requested")
+            console.print(f"{safe(name)}: {action} requested")
     if errors:
         sys.exit(1)
     if wait:

@@ -165,9 +165,13 @@ def proxy_reply(
     if boot is None:
         return None
     if proxy_port and message_type == MessageType.REQUEST:
-        # PXE spec 2.1 §2.2.7: the boot server answers the client where it asked from.
+        # PXE spec 2.1 §2.2.7: the boot server answers the client where it asked from:
+        # the datagram's source, never `ciaddr` (a forged ciaddr would make us reflect
+        # the ACK to any address; issue 14). No source address: nowhere to answer.
+        if addr[0] == _ZERO:
+            return None
         data = build_reply(config, request, ReplySpec(MessageType.ACK, boot=boot))
-        return Outgoing(data, addr if request.ciaddr == _ZERO else (request.ciaddr, addr[1]))
+        return Outgoing(data, addr)
     if not proxy_port and message_type == MessageType.DISCOVER:
         # PXE spec 2.1 §2.2.4: a proxy OFFER has yiaddr 0 and option 60 PXEClient.
         data = build_reply(config, request, ReplySpec(MessageType.OFFER, boot=boot))

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
+from provisioner.secretfile import private_db_file
 from provisioner.store import tables  # noqa: F401 - registers the tables on the metadata
 
 __all__ = ["create_schema", "is_sqlite", "make_engine"]
@@ -42,7 +43,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_db_file(Path(parsed.database))  # 0600, and its WAL with it (issue 14)
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
     engine = create_async_engine(url, **kwargs)

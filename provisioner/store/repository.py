@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from provisioner.events import Event, utcnow
+from provisioner.secretfile import private_dir
 from provisioner.store.crypto import SecretBox, load_or_create_key
 from provisioner.store.db import make_engine
 from provisioner.store.records import (
@@ -119,6 +120,7 @@ class Store:
     @classmethod
     def open(cls, url: str, state_dir: Path) -> Store:
         """A store on `url`, with the secret key from `state_dir` (or the environment)."""
+        private_dir(state_dir)  # 0700: the key, the API token and the database live here
         return cls(make_engine(url), SecretBox(load_or_create_key(state_dir)))
 
     async def close(self) -> None:
@@ -385,39 +387,49 @@ class Store:
         arch: str | None = None,
         vendor_class: str = "",
         source: str = "",
-    ) -> None:
-        """Upsert a Discovered machine (first/last seen, count)."""
+        limit: int | None = None,
+    ) -> bool:
+        """Upsert a Discovered machine (first/last seen, count); True when it is new.
+
+        The caller emits `machine.discovered` (grouped by source, so a flood of fresh
+        MACs is folded). With `limit`, a new row first evicts the least recently seen
+        rows beyond it: the table stays bounded and shows the newest (issue 14).
+        """
         now = utcnow()
         async with self.session() as session:
             row = (
                 await session.execute(select(DiscoveredRow).where(col(DiscoveredRow.mac) == mac))
             ).scalar_one_or_none()
-            if row is None:
-                session.add(
-                    DiscoveredRow(
-                        mac=mac,
-                        uuid=uuid,
-                        serial=serial,
-                        arch=arch,
-                        vendor_class=vendor_class[:255],
-                        source=source,
-                        first_seen=now,
-                        last_seen=now,
-                    )
-                )
-                session.add(
-                    event_row(
-                        Event(
-                            kind="machine.discovered", at=now, data={"mac": mac, "uuid": uuid, "arch": arch}
-                        )
-                    )
-                )
-            else:
+            if row is not None:
                 row.last_seen = now
                 row.seen_count += 1
                 row.uuid = uuid or row.uuid
                 row.serial = serial or row.serial
                 row.arch = arch or row.arch
+                return False
+            if limit is not None:
+                await self._evict_discovered(session, limit - 1)
+            session.add(
+                DiscoveredRow(
+                    mac=mac,
+                    uuid=uuid,
+                    serial=serial,
+                    arch=arch,
+                    vendor_class=vendor_class[:255],
+                    source=source,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+        return True
+
+    @staticmethod
+    async def _evict_discovered(session: AsyncSession, keep: int) -> None:
+        count = int((await session.execute(select(func.count()).select_from(DiscoveredRow))).scalar_one())
+        if count <= keep:
+            return
+        oldest = select(col(DiscoveredRow.id)).order_by(col(DiscoveredRow.last_seen)).limit(count - keep)
+        await session.execute(delete(DiscoveredRow).where(col(DiscoveredRow.id).in_(oldest)))
 
     async def list_discovered(self) -> list[DiscoveredRecord]:
         """Every discovered machine, most recently seen first."""
@@ -455,6 +467,21 @@ class Store:
                 }
                 for r in rows
             ]
+
+    async def prune_events(self, *, before: datetime, max_rows: int) -> int:
+        """Event retention: delete rows older than `before` and the oldest beyond `max_rows`."""
+        async with self.session() as session:
+            old = await session.execute(delete(EventRow).where(col(EventRow.at) < before))
+            deleted = int(old.rowcount)  # type: ignore[attr-defined]
+            cut = (
+                await session.execute(
+                    select(col(EventRow.id)).order_by(col(EventRow.id).desc()).offset(max_rows).limit(1)
+                )
+            ).scalar_one_or_none()
+            if cut is not None:
+                over = await session.execute(delete(EventRow).where(col(EventRow.id) <= cut))
+                deleted += int(over.rowcount)  # type: ignore[attr-defined]
+        return deleted
 
     async def count_events(self) -> int:
         """How many events the log holds."""

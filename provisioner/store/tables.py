@@ -193,7 +193,7 @@ class AssetSetRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
-    """The append-only audit log. Rows are inserted, never updated or deleted."""
+    """The append-only audit log. Rows are inserted, never updated; only retention deletes them."""
 
     __tablename__ = "event"
 

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from provisioner.daemon import Runtime
+from provisioner.events import Event, Severity, utcnow
 from provisioner.reconciler import TrustVerdict
 from provisioner.startup import StartupError, check_tcp_bindable
 from provisioner.store.records import ClusterRecord, MachineRecord
@@ -25,7 +26,7 @@ from provisioner.store.repository import Store
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.trustcheck import check_trusted
-from provisioner.talos.trustd import StaticResolver, TrustdServer, start_trustd
+from provisioner.talos.trustd import SanGuard, StaticResolver, TrustdServer, foreign_addresses, start_trustd
 
 __all__ = ["TALOS_API_PORT", "config_service", "make_trust_checker", "trustd_service"]
 
@@ -75,14 +76,16 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
                 len(bundles),
                 bundles[0][0],
             )
-        names = sorted(
-            {host, *(_endpoint_host(c.endpoint) for c in await rt.store.list_clusters())} - {"0.0.0.0", ""}
-        )
+        clusters = await rt.store.list_clusters()
+        names = sorted({host, *(_endpoint_host(c.endpoint) for c in clusters)} - {"0.0.0.0", ""})
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
+        # The cluster's own certSANs go into every machine's config (machine.certSANs), so
+        # every worker asks for them: the operator declared them, they are not foreign.
+        declared = {str(san) for c in clusters for san in c.spec.get("certSANs", ())}
         # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
         check_tcp_bindable("trustd.listen", settings.listen, host, port)
         try:
-            server = await start_trustd(host, port, resolver)
+            server = await start_trustd(host, port, resolver, guard=san_guard(rt, declared))
         except RuntimeError as exc:
             raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
         rt.services["trustd"] = server
@@ -94,6 +97,28 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
         rt.services.pop("trustd", None)
         if server is not None:
             await server.stop(grace=1.0)
+
+
+def san_guard(rt: Runtime, declared: Collection[str] = ()) -> SanGuard:
+    """Refuse SANs naming another inventory machine's address; record every decision.
+
+    `declared`: the clusters' own certSANs, which every machine's config carries.
+    """
+
+    def guard(peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
+        inventory = [m.ip for m in rt.machines().all() if m.ip and m.ip not in declared]
+        foreign = foreign_addresses(ip_addresses, peer, inventory)
+        data = {"peer": peer, "dns_names": list(dns_names), "ip_addresses": list(ip_addresses)}
+        if foreign:
+            reason = "CSR names another machine's address: " + ", ".join(foreign)
+            rt.events.emit(
+                Event("trustd.refused", utcnow(), severity=Severity.ALERT, message=reason, data=data)
+            )
+            return reason
+        rt.events.emit(Event("trustd.signed", utcnow(), message=f"certificate for {peer}", data=data))
+        return None
+
+    return guard
 
 
 def _endpoint_host(endpoint: str) -> str:

@@ -38,9 +38,12 @@ from provisioner.talos.wire import CertificateResponse, WireError, decode_reques
 __all__ = [
     "SERVICE",
     "CSRError",
+    "SanGuard",
+    "SanRefusedError",
     "StaticResolver",
     "TrustdResolver",
     "TrustdServer",
+    "foreign_addresses",
     "server_identity",
     "sign_csr",
     "start_trustd",
@@ -72,8 +75,39 @@ class CSRError(ValueError):
     """The certificate signing request is not a valid, self-signed PEM CSR."""
 
 
-def sign_csr(csr_pem: bytes, os_ca: CertAndKey, now: datetime) -> bytes:
-    """Sign a node's CSR with the OS CA under trustd's policy; returns the PEM certificate."""
+class SanRefusedError(ValueError):
+    """The CSR asks for names the requester may not have (another machine's address)."""
+
+
+class SanGuard(Protocol):
+    """Decides on (and records) the SANs a worker-token holder asks for.
+
+    Talos's trustd signs whatever SANs the CSR carries: every worker shares one token, so
+    any holder could get a server certificate for a control-plane node's address
+    (issue 14). Returns a refusal reason, or None to sign.
+    """
+
+    def __call__(self, peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
+        """`peer` is the requester's IP address."""
+        ...
+
+
+def foreign_addresses(ip_addresses: Sequence[str], peer: str, inventory: Sequence[str]) -> list[str]:
+    """The IP SANs naming an inventory machine's address other than the requester's own."""
+    owned = {str(ipaddress.ip_address(a)) for a in inventory if a}
+    return [ip for ip in ip_addresses if ip in owned and ip != peer]
+
+
+def sign_csr(
+    csr_pem: bytes,
+    os_ca: CertAndKey,
+    now: datetime,
+    allow: Callable[[tuple[str, ...], tuple[str, ...]], str | None] | None = None,
+) -> bytes:
+    """Sign a node's CSR with the OS CA under trustd's policy; returns the PEM certificate.
+
+    `allow(dns_names, ip_addresses)` may refuse the SANs (SanRefusedError with its reason).
+    """
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:
@@ -96,6 +130,8 @@ def sign_csr(csr_pem: bytes, os_ca: CertAndKey, now: datetime) -> bytes:
         ip_addresses=tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
         backdate=NOT_BEFORE_BACKDATE,
     )
+    if allow is not None and (reason := allow(spec.dns_names, spec.ip_addresses)):
+        raise SanRefusedError(reason)
     try:
         return issue_from_csr(os_ca, csr, spec, now)
     except TypeError as exc:
@@ -193,7 +229,15 @@ async def _abort(
     raise AssertionError(msg)
 
 
-def _handler(resolver: TrustdResolver, clock: Callable[[], datetime]) -> grpc.GenericRpcHandler:
+def _peer_ip(peer: str) -> str:
+    """`ipv4:10.0.0.1:1234` / `ipv6:[::1]:1234` -> the address."""
+    rest = peer.split(":", 1)[-1]
+    return rest.rsplit(":", 1)[0].strip("[]")
+
+
+def _handler(
+    resolver: TrustdResolver, clock: Callable[[], datetime], guard: SanGuard | None = None
+) -> grpc.GenericRpcHandler:
     async def certificate(
         request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> CertificateResponse:
@@ -203,8 +247,16 @@ def _handler(resolver: TrustdResolver, clock: Callable[[], datetime]) -> grpc.Ge
         if os_ca is None:
             log.info("trustd: rejected request from %s: invalid or missing token", context.peer())
             await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+        peer = _peer_ip(context.peer())
+
+        def allow(dns: tuple[str, ...], ips: tuple[str, ...]) -> str | None:
+            return None if guard is None else guard(peer, dns, ips)
+
         try:
-            crt = sign_csr(decode_request(request).csr, os_ca, clock())
+            crt = sign_csr(decode_request(request).csr, os_ca, clock(), allow)
+        except SanRefusedError as exc:
+            log.warning("trustd: refused %s: %s", peer, exc)
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except (WireError, CSRError) as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.info("trustd: signed a certificate for %s", context.peer())
@@ -225,6 +277,7 @@ async def start_trustd(
     port: int,
     resolver: TrustdResolver,
     clock: Callable[[], datetime] = _utc_now,
+    guard: SanGuard | None = None,
 ) -> TrustdServer:
     """Start trustd on ``listen_host:port`` (port 0 picks a free one) over TLS."""
     identities = resolver.server_identities()
@@ -234,7 +287,7 @@ async def start_trustd(
     pairs = [(_pkcs8(identity.key), identity.crt) for identity in identities]
     credentials = grpc.ssl_server_credentials(pairs)
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((_handler(resolver, clock),))
+    server.add_generic_rpc_handlers((_handler(resolver, clock, guard),))
     bound = server.add_secure_port(f"{listen_host}:{port}", credentials)
     await server.start()
     log.info("trustd listening on %s:%d", listen_host, bound)

@@ -61,6 +61,12 @@ _IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux getsockopt: the path MTU of a c
 _HEADERS = 20 + 8 + 4  # IPv4 + UDP + TFTP DATA header (RFC 2348 §2 example)
 _LISTENER_RCVBUF = 4 * 1024 * 1024
 _DRAIN = 64  # datagrams read per wake-up before yielding to the loop
+# A full table evicts the oldest transfer whose first block was never acknowledged, if it
+# is at least this old (issue 14). A real client ACKs within one round trip (well under
+# a millisecond on a LAN, tens of ms through a relay), so members of a genuine boot storm
+# are not evicted by each other; a spoofer must refill every slot faster than this
+# (max_transfers / 0.2 s = 1000 RRQs/s at the defaults, from 50+ addresses) to hold it.
+EVICT_AFTER_S = 0.2
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -204,11 +210,27 @@ class TftpServer:
             return FileRefused(ErrorCode.ACCESS_VIOLATION, "Read-only server", "write_request")
         if request.mode not in ("octet", "netascii"):  # "mail" is obsolete (RFC 1350 §1)
             return FileRefused(ErrorCode.ILLEGAL_OPERATION, "Unsupported mode", "bad_mode")
-        if len(self._sessions) >= self._settings.max_transfers:
-            return FileRefused(ErrorCode.NOT_DEFINED, "Server busy, retry later", "busy")
         if self._per_client[addr[0]] >= self._settings.max_transfers_per_client:
             return FileRefused(ErrorCode.NOT_DEFINED, "Too many transfers", "client_busy")
+        if len(self._sessions) >= self._settings.max_transfers and not self._evict_unacknowledged():
+            return FileRefused(ErrorCode.NOT_DEFINED, "Server busy, retry later", "busy")
         return None
+
+    def _evict_unacknowledged(self) -> bool:
+        """End the oldest never-acknowledged transfer (older than EVICT_AFTER_S), if any."""
+        if self._loop is None:  # pragma: no cover - only while running
+            return False
+        cutoff = self._loop.time() - EVICT_AFTER_S
+        victim = min(
+            (s for s in self._sessions.values() if not s.machine.acknowledged and s.started <= cutoff),
+            key=lambda s: s.started,
+            default=None,
+        )
+        if victim is None:
+            return False
+        self._counters["evicted_unacknowledged"] += 1
+        victim.fail("evicted: table full and the first block was never acknowledged")
+        return True
 
     def _refuse(self, addr: Address, filename: str, refusal: FileRefused) -> None:
         self._counters[f"refused_{refusal.reason}"] += 1
@@ -355,4 +377,9 @@ class TftpServer:
         if outcome not in ("complete", "refused", "probe") and severity is Severity.INFO:
             severity = Severity.WARNING
         message = f"tftp {shown} to {addr[0]}: {outcome}" + (f" ({reason})" if reason else "")
-        self._events.emit(Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data))
+        # Everything but a completed transfer can be caused by a spoofed or unanswered
+        # request: grouped by client address, repeats are folded (issue 14).
+        group = "" if outcome == "complete" else addr[0]
+        self._events.emit(
+            Event("tftp.transfer", utcnow(), severity=severity, message=message, data=data, group=group)
+        )

@@ -31,6 +31,17 @@ backoff is the usual reading). After `retries` timeouts in a row
 the transfer fails with an event and sends nothing more (a spoofed RRQ costs at most
 1 + retries windows, docs/threats.md B9).
 
+Rule 5a (issue 14): until the client has acknowledged the first block (ACK 0 of the
+OACK, or ACK 1), the transfer retransmits at most `FIRST_BLOCK_RETRIES` times at the
+server's own `timeout_s`, without backoff and ignoring the client's `timeout` option.
+A client that just sent the RRQ answers within one round trip; a request that is never
+acknowledged is most likely spoofed (THREATS B9/B10), and it must not hold a transfer
+slot for the ~40 s of the full backoff (1+2+4+8+8+8+8 s at the defaults). RFC 1350 §2
+only asks that a lost packet be retransmitted and RFC 2349's timeout is the client's
+wish for a transfer in progress; two retransmissions still cover one lost OACK/DATA 1
+and one lost ACK, so a real client is not cut off: it gives up after 3 x timeout_s (3 s
+by default). A real client whose slot was released simply sends its RRQ again.
+
 Rule 6: an ERROR from the client ends the transfer at once, without an answer (RFC 1350
 §7: errors are not acknowledged). Garbage raises `RemoteProtocolError` to the shell,
 which drops it; the transfer goes on.
@@ -62,6 +73,7 @@ if TYPE_CHECKING:
     from provisioner.tftp.options import Negotiated
 
 __all__ = [
+    "FIRST_BLOCK_RETRIES",
     "Buffer",
     "Event",
     "ReadTransfer",
@@ -71,6 +83,7 @@ __all__ = [
 ]
 
 _BACKOFF_CAP = 8  # longest interval = 8 x the server's timeout_s
+FIRST_BLOCK_RETRIES = 2  # Rule 5a: retransmissions of an unacknowledged OACK / DATA 1
 _DATA_HEADER = struct.Struct("!HH")
 _DATA = int(Opcode.DATA)  # plain ints on the per-block path: no enum attribute lookups
 _ACK = int(Opcode.ACK)
@@ -166,6 +179,7 @@ class ReadTransfer:
         now: float,
         timeout_s: float,
         retries: int,
+        first_block_retries: int = FIRST_BLOCK_RETRIES,
     ) -> None:
         """Start the transfer at `now`: queue the OACK, or DATA 1 when there is none."""
         self._source = source
@@ -176,9 +190,13 @@ class ReadTransfer:
         # multiple of blksize (0 B included) ends with an empty block.
         self._total = self._size // self._block_size + 1
         self._base_timeout = negotiated.timeout_s or timeout_s
-        self._interval = self._base_timeout
+        # Rule 5a: our own timeout until the client has acknowledged anything.
+        self._interval = timeout_s
+        self.acknowledged = False
+        """True once the client acknowledged the first block (it is really there)."""
         self._max_interval = max(self._base_timeout, timeout_s * _BACKOFF_CAP)
         self._max_retries = retries
+        self._first_retries = min(retries, first_block_retries)
         self._tries = 0
         self._acked = 0  # highest block the client confirmed
         self._sent = 0  # highest block sent so far
@@ -228,15 +246,14 @@ class ReadTransfer:
         if self._deadline is None or now < self._deadline:
             return
         self._tries += 1
-        if self._tries > self._max_retries:
-            self._fail(
-                _Trigger.RETRIES_EXHAUSTED,
-                "timeout",
-                f"no answer after {self._max_retries} retransmissions",
-            )
+        limit = self._max_retries if self.acknowledged else self._first_retries
+        if self._tries > limit:
+            what = "no answer" if self.acknowledged else "first block never acknowledged"
+            self._fail(_Trigger.RETRIES_EXHAUSTED, "timeout", f"{what} after {limit} retransmissions")
             return
         self._transition(_Trigger.TIMEOUT_RETRY)
-        self._interval = min(self._interval * 2, self._max_interval)
+        if self.acknowledged:
+            self._interval = min(self._interval * 2, self._max_interval)
         if self.state is State.WAIT_OACK_ACK:
             self._out.append(build_oack(self._oack))
             self.retransmits += 1
@@ -319,6 +336,7 @@ class ReadTransfer:
 
     def _progress(self, now: float) -> None:
         """The client moved forward: reset the backoff and send the next window."""
+        self.acknowledged = True
         self._tries = 0
         self._interval = self._base_timeout
         self._deadline = now + self._interval

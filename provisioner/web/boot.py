@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from provisioner.events import Event, Severity, utcnow
+from provisioner.events import Event, Severity, discovered_event, utcnow
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
 from provisioner.model import MachineState, MachineSummary
 from provisioner.store.assets import NAME_RE
@@ -66,19 +66,30 @@ DISCOVERY_ASSET_SET = "discovery"
 async def _unknown(
     c: WebContext, labels: RequestLabels, source: str, platform: BootPlatform | None = None
 ) -> web.Response:
+    # Anyone can call /ipxe with a made-up MAC: the events are grouped by source (one
+    # counter row per window) and the discovered table is capped (issue 14).
     if labels.mac is not None:
         try:
-            await c.rt.store.record_discovered(
-                labels.mac, uuid=labels.uuid, serial=labels.serial, arch=labels.arch, source="http"
+            new = await c.rt.store.record_discovered(
+                labels.mac,
+                uuid=labels.uuid,
+                serial=labels.serial,
+                arch=labels.arch,
+                source="http",
+                limit=c.rt.settings.events.max_discovered,
             )
         except Exception:
             log.exception("recording a discovered machine failed")
+        else:
+            if new:
+                c.rt.events.emit(discovered_event(labels.mac, labels.uuid, labels.arch, "http", source))
     c.rt.events.emit(
         Event(
             kind="boot.unknown",
             at=utcnow(),
             message="unknown machine asked for its boot script",
             data={"mac": labels.mac, "uuid": labels.uuid, "source": source},
+            group=source,
         )
     )
     if c.rt.settings.dhcp.unknown_machines == "discovery" and platform is not None:
@@ -197,6 +208,7 @@ def _refuse_boot(
             severity=severity,
             message=detail or reason,
             data={"reason": reason, "source": source},
+            group=source,  # anyone can ask for a known MAC: repeats fold per source (issue 14)
         )
     )
     return _script(c.ipxe.error(machine=machine, reason=reason))

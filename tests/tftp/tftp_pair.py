@@ -101,6 +101,7 @@ def make_transfer(
     retries: int = 6,
     timeout_s: float = 1.0,
     now: float = 0.0,
+    first_block_retries: int | None = None,
 ) -> ReadTransfer:
     request = parse_packet(build_request(Opcode.RRQ, "f", "octet", options))
     negotiated = negotiate(
@@ -109,7 +110,8 @@ def make_transfer(
         max_block_size=max_block_size,
         max_window_size=max_window_size,
     )
-    return ReadTransfer(content, negotiated, now=now, timeout_s=timeout_s, retries=retries)
+    extra = {} if first_block_retries is None else {"first_block_retries": first_block_retries}
+    return ReadTransfer(content, negotiated, now=now, timeout_s=timeout_s, retries=retries, **extra)
 
 
 @dataclass
