@@ -6,7 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DEFAULT_EVENTS_PORT", "DEFAULT_LOGS_PORT", "TelemetrySettings", "split_listen"]
+__all__ = ["DEFAULT_EVENTS_PORT", "DEFAULT_LOGS_PORT", "TelemetrySettings", "kernel_args", "split_listen"]
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 DEFAULT_EVENTS_PORT = 4002
 DEFAULT_LOGS_PORT = 4003
@@ -56,3 +58,25 @@ class TelemetrySettings(BaseModel):
     def _listen_shape(cls, value: str) -> str:
         split_listen(value, "0.0.0.0")
         return value
+
+
+def kernel_args(settings: TelemetrySettings, http_listen_host: str, public_host: str) -> tuple[str, ...]:
+    """The Talos kernel arguments that point a PXE-booted node at our two listeners.
+
+    `talos.events.sink=HOST:PORT` (Talos dials it with plain-text gRPC) and
+    `talos.logging.kernel=tcp://HOST:PORT` (JSON lines). A wildcard listen address is
+    replaced by the host of `http.public_url`, the address nodes already reach us at.
+    Empty when telemetry is off.
+    """
+    if not settings.enabled:
+        return ()
+
+    def reachable(listen: str) -> str:
+        host, port = split_listen(listen, http_listen_host)
+        host = public_host if host in _WILDCARDS else host
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    return (
+        f"talos.events.sink={reachable(settings.events_listen)}",
+        f"talos.logging.kernel=tcp://{reachable(settings.logs_listen)}",
+    )

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from provisioner.daemon import Runtime
+from provisioner.settings import Settings
 from provisioner.store.assets import AssetSets
 from provisioner.store.tokens import ConfigTokens
 from provisioner.tftp.files import FileSource
@@ -98,6 +99,16 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         )
 
 
+def _telemetry_args(settings: Settings) -> tuple[str, ...]:
+    """`talos.events.sink=` and `talos.logging.kernel=` for the install script (docs/talos.md)."""
+    from urllib.parse import urlsplit
+
+    from provisioner.telemetry.settings import kernel_args
+
+    public_host = urlsplit(settings.http.base_url).hostname or settings.http.host_port[0]
+    return kernel_args(settings.telemetry, settings.http.host_port[0], public_host)
+
+
 def create_app(
     rt: Runtime,
     *,
@@ -111,7 +122,9 @@ def create_app(
     context = WebContext(
         rt=rt,
         metrics=WebMetrics(rt.counters, rt.machines),
-        ipxe=IpxeRenderer(settings.http.base_url, settings.http.templates_dir),
+        ipxe=IpxeRenderer(
+            settings.http.base_url, settings.http.templates_dir, telemetry_args=_telemetry_args(settings)
+        ),
         tokens=ConfigTokens(rt.store),
         assets=AssetSets(rt.store, settings.state_dir / "assets"),
         api_token=token,
