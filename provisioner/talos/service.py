@@ -39,15 +39,36 @@ TRUST_CHECK_TIMEOUT_S = 3.0
 @asynccontextmanager
 async def config_service(rt: Runtime) -> AsyncIterator[None]:
     """Register the config renderer the web layer's /config endpoint calls."""
+    extra = _telemetry_suffix(rt)
 
     async def render(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
-        return await render_machine_config(rt.store, machine, cluster)
+        text = await render_machine_config(rt.store, machine, cluster)
+        if extra and cluster.spec.get("telemetry", True) is not False:
+            # Appended, so the Talos-generated documents above stay byte-identical.
+            text += extra
+        return text
 
     rt.services["config_renderer"] = render
     try:
         yield
     finally:
         rt.services.pop("config_renderer", None)
+
+
+def _telemetry_suffix(rt: Runtime) -> bytes:
+    """EventSinkConfig + KmsgLogConfig pointing at this daemon (empty when telemetry is off)."""
+    from urllib.parse import urlsplit
+
+    from provisioner.telemetry.documents import telemetry_documents
+    from provisioner.telemetry.settings import endpoints
+
+    settings = rt.settings
+    if not settings.telemetry.enabled:
+        return b""
+    http_host = settings.http.host_port[0]
+    public_host = urlsplit(settings.http.base_url).hostname or http_host
+    sink, logs = endpoints(settings.telemetry, http_host, public_host)
+    return telemetry_documents(sink, logs).encode()
 
 
 async def _bundles(store: Store) -> list[tuple[str, SecretsBundle]]:

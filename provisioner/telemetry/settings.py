@@ -6,7 +6,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DEFAULT_EVENTS_PORT", "DEFAULT_LOGS_PORT", "TelemetrySettings", "kernel_args", "split_listen"]
+__all__ = [
+    "DEFAULT_EVENTS_PORT",
+    "DEFAULT_LOGS_PORT",
+    "TelemetrySettings",
+    "endpoints",
+    "kernel_args",
+    "split_listen",
+]
 
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
@@ -60,23 +67,28 @@ class TelemetrySettings(BaseModel):
         return value
 
 
-def kernel_args(settings: TelemetrySettings, http_listen_host: str, public_host: str) -> tuple[str, ...]:
-    """The Talos kernel arguments that point a PXE-booted node at our two listeners.
+def endpoints(settings: TelemetrySettings, http_listen_host: str, public_host: str) -> tuple[str, str]:
+    """(event sink `HOST:PORT`, kernel log `tcp://HOST:PORT`) as a node must dial them.
 
-    `talos.events.sink=HOST:PORT` (Talos dials it with plain-text gRPC) and
-    `talos.logging.kernel=tcp://HOST:PORT` (JSON lines). A wildcard listen address is
-    replaced by the host of `http.public_url`, the address nodes already reach us at.
-    Empty when telemetry is off.
+    A wildcard listen address is replaced by the host of `http.public_url`, the address
+    nodes already reach us at.
     """
-    if not settings.enabled:
-        return ()
 
     def reachable(listen: str) -> str:
         host, port = split_listen(listen, http_listen_host)
         host = public_host if host in _WILDCARDS else host
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    return (
-        f"talos.events.sink={reachable(settings.events_listen)}",
-        f"talos.logging.kernel=tcp://{reachable(settings.logs_listen)}",
-    )
+    return reachable(settings.events_listen), "tcp://" + reachable(settings.logs_listen)
+
+
+def kernel_args(settings: TelemetrySettings, http_listen_host: str, public_host: str) -> tuple[str, ...]:
+    """The Talos kernel arguments that point a PXE-booted node at our two listeners.
+
+    `talos.events.sink=HOST:PORT` (Talos dials it with plain-text gRPC) and
+    `talos.logging.kernel=tcp://HOST:PORT` (JSON lines). Empty when telemetry is off.
+    """
+    if not settings.enabled:
+        return ()
+    sink, logs = endpoints(settings, http_listen_host, public_host)
+    return (f"talos.events.sink={sink}", f"talos.logging.kernel={logs}")
