@@ -99,6 +99,9 @@ class EventSinkServer:
         except RuntimeError as exc:
             msg = f"cannot listen on {self._address}: {exc}"
             raise OSError(msg) from None
+        if self.port == 0:  # older grpcio reports a failed bind this way
+            msg = f"cannot listen on {self._address}"
+            raise OSError(msg)
         await server.start()
         self._server = server
 

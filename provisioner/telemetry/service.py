@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from provisioner.lifecycle import Signal
+from provisioner.startup import StartupError, check_tcp_bindable, os_problem
 from provisioner.telemetry.hub import TelemetryHub
 from provisioner.telemetry.listeners import EventSinkServer, KmsgServer
 from provisioner.telemetry.progress import NodeSignal, Reading
@@ -125,12 +126,18 @@ async def telemetry_service(rt: Runtime) -> AsyncIterator[None]:
         hub, *split_listen(settings.logs_listen, http_host), max_line=settings.log_line_max_bytes
     )
     await book.reload()
-    await sink.start()
+    events_host, events_port = split_listen(settings.events_listen, http_host)
+    # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
+    check_tcp_bindable("telemetry.events_listen", settings.events_listen, events_host, events_port)
+    try:
+        await sink.start()
+    except OSError as exc:
+        raise StartupError("telemetry.events_listen", settings.events_listen, str(exc)) from exc
     try:
         await logs.start()
-    except OSError:
+    except OSError as exc:
         await sink.stop()
-        raise
+        raise StartupError("telemetry.logs_listen", settings.logs_listen, os_problem(exc)) from exc
     task = asyncio.create_task(book.run(), name="telemetry-addresses")
     rt.services["telemetry"] = hub
     rt.counter_sources["telemetry"] = lambda: hub.counters

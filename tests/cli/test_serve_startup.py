@@ -52,6 +52,8 @@ def _config(tmp_path: Path, **sections: str) -> tuple[Path, int]:
         "tftp": f'[tftp]\nlisten_address = "127.0.0.1"\nport = {_free_udp()}',
         "dhcp": '[dhcp]\nmode = "off"',
         "trustd": "[trustd]\nenabled = false",
+        # Off: its fixed default ports (4002/4003) would collide between parallel daemons.
+        "telemetry": "[telemetry]\nenabled = false",
     }
     parts.update(sections)
     path = tmp_path / "provisioner.toml"

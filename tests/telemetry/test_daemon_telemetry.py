@@ -22,7 +22,7 @@ from tests.telemetry.test_sink import kmsg, request
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, int, int]]:
-    config, port = daemon_config(tmp_path)
+    config, port = daemon_config(tmp_path, telemetry=True)
     events_port, logs_port = free_tcp_port(), free_tcp_port()
     with config.open("a") as f:
         f.write(f'\n[telemetry]\nevents_listen = ":{events_port}"\nlogs_listen = "127.0.0.1:{logs_port}"\n')

@@ -15,6 +15,7 @@ from google.protobuf import any_pb2
 
 from provisioner.daemon import Runtime
 from provisioner.eventlog import DatabaseEventSink
+from provisioner.events import MemoryEventSink
 from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
 from provisioner.settings import Settings
@@ -240,3 +241,34 @@ async def test_follow_wakes_on_a_new_line(env: tuple[Env, int, int]) -> None:
     lines = await waiter
     writer.close()
     assert [line.msg for line in lines] == ["hello"]
+
+
+async def test_a_taken_port_is_a_one_line_startup_error(sqlite_store: Store, tmp_path: Path) -> None:
+    import socket as socket_mod
+
+    from provisioner.startup import StartupError
+
+    with socket_mod.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings.model_validate(
+            {
+                "state_dir": str(tmp_path),
+                "http": {"listen": f"127.0.0.1:{free_port()}"},
+                "telemetry": {
+                    "events_listen": f"127.0.0.1:{port}",
+                    "logs_listen": f"127.0.0.1:{free_port()}",
+                },
+            }
+        )
+        rt = Runtime(
+            settings=settings,
+            store=sqlite_store,
+            events=MemoryEventSink(),
+            instance="t",
+            stopping=asyncio.Event(),
+        )
+        with pytest.raises(StartupError, match=rf"^telemetry.events_listen 127.0.0.1:{port}: "):
+            async with telemetry_service(rt):
+                pass
