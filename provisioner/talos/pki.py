@@ -36,6 +36,7 @@ __all__ = [
     "load_cert",
     "load_private_key",
     "new_ca",
+    "pkcs8_pem",
     "private_key_pem",
     "subject_name",
     "verify_signed_by",
@@ -263,3 +264,17 @@ def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
     cert_public = cert.public_key().public_bytes(serialization.Encoding.DER, fmt)
     key_public = key.public_key().public_bytes(serialization.Encoding.DER, fmt)
     return cert_public == key_public
+
+
+def pkcs8_pem(key_pem: bytes) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM.
+
+    gRPC's TLS stack reads PKCS#8 and SEC1, not the "ED25519 PRIVATE KEY" label Talos
+    (and :func:`private_key_pem`) writes for Ed25519 keys.
+    """
+    key = serialization.load_pem_private_key(key_pem.replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"), None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

@@ -23,10 +23,19 @@ CLIENT_CERT_VALIDITY = timedelta(days=365)
 
 
 def admin_certificate(
-    os_ca: CertAndKey, now: datetime, validity: timedelta = CLIENT_CERT_VALIDITY
+    os_ca: CertAndKey,
+    now: datetime,
+    validity: timedelta = CLIENT_CERT_VALIDITY,
+    *,
+    backdate: timedelta = timedelta(0),
 ) -> CertAndKey:
-    """A Talos API client certificate with the admin role, signed by the OS CA."""
-    spec = LeafSpec(subject=subject_name((ADMIN_ROLE,)), validity=validity, client_auth=True)
+    """A Talos API client certificate with the admin role, signed by the OS CA.
+
+    ``backdate`` moves NotBefore into the past for nodes whose clock runs behind ours.
+    """
+    spec = LeafSpec(
+        subject=subject_name((ADMIN_ROLE,)), validity=validity, client_auth=True, backdate=backdate
+    )
     return issue_leaf(os_ca, spec, now)
 
 

@@ -28,10 +28,9 @@ from typing import NoReturn, Protocol
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from provisioner.talos.pki import CertAndKey, LeafSpec, issue_from_csr, issue_leaf, subject_name
+from provisioner.talos.pki import CertAndKey, LeafSpec, issue_from_csr, issue_leaf, pkcs8_pem, subject_name
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.wire import CertificateResponse, WireError, decode_request, encode_response
 
@@ -284,7 +283,7 @@ async def start_trustd(
     if not identities:
         msg = "trustd needs at least one server identity"
         raise ValueError(msg)
-    pairs = [(_pkcs8(identity.key), identity.crt) for identity in identities]
+    pairs = [(pkcs8_pem(identity.key), identity.crt) for identity in identities]
     credentials = grpc.ssl_server_credentials(pairs)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((_handler(resolver, clock, guard),))
@@ -292,13 +291,3 @@ async def start_trustd(
     await server.start()
     log.info("trustd listening on %s:%d", listen_host, bound)
     return TrustdServer(server, bound)
-
-
-def _pkcs8(key_pem: bytes) -> bytes:
-    # gRPC's TLS stack reads PKCS#8 and SEC1, not Talos's "ED25519 PRIVATE KEY" label.
-    key = serialization.load_pem_private_key(key_pem.replace(b"ED25519 PRIVATE KEY", b"PRIVATE KEY"), None)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )

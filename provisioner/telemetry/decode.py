@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
+from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.pb.events import events_pb2
-from provisioner.telemetry.pb.machine import machine_pb2 as m
 
 __all__ = ["NodeEvent", "TelemetryDecodeError", "decode_event", "decode_request"]
 

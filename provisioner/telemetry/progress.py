@@ -16,8 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.decode import NodeEvent
-from provisioner.telemetry.pb.machine import machine_pb2 as m
 
 __all__ = ["InstallProgress", "NodeSignal", "Reading"]
 

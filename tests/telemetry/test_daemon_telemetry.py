@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.pb.events import events_pb2_grpc
-from provisioner.telemetry.pb.machine import machine_pb2 as m
 from tests.power.power_fixtures import PROVISIONER, Daemon, daemon_config, free_tcp_port, start_daemon, stop
 from tests.telemetry.test_sink import kmsg, request
 

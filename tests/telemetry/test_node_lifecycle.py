@@ -17,8 +17,8 @@ from provisioner.reconciler import Reconciler, TrustVerdict
 from provisioner.settings import Settings
 from provisioner.store.records import MachineRecord
 from provisioner.store.repository import Store
-from provisioner.telemetry.pb.common import common_pb2
-from provisioner.telemetry.pb.machine import machine_pb2 as m
+from provisioner.talos.api.pb.common import common_pb2
+from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.service import node_progress_hook, telemetry_service
 from provisioner.web.policy import BootAction, decide_boot
 from tests.conftest import free_port

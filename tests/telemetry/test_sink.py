@@ -20,10 +20,10 @@ from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
 from provisioner.settings import Settings
 from provisioner.store.repository import Store
+from provisioner.talos.api.pb.common import common_pb2
+from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.hub import TelemetryHub
-from provisioner.telemetry.pb.common import common_pb2
 from provisioner.telemetry.pb.events import events_pb2, events_pb2_grpc
-from provisioner.telemetry.pb.machine import machine_pb2 as m
 from provisioner.telemetry.progress import NodeSignal, Reading
 from provisioner.telemetry.service import telemetry_service
 from tests.conftest import free_port

@@ -1,1 +1,0 @@
-"""Generated protobuf code (scripts/gen-telemetry-stubs)."""
