@@ -303,7 +303,11 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
             pass
 
     async def main() -> None:
-        settings = Settings(state_dir=state, http={"listen": listen})  # type: ignore[arg-type]
+        settings = Settings(
+            state_dir=state,
+            http={"listen": listen},  # type: ignore[arg-type]
+            api={"listen": "127.0.0.1:0"},  # type: ignore[arg-type]  # not measured; any free port
+        )
         store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -38,6 +38,7 @@ __all__ = ["LabStack", "demo_main", "write_settings"]
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE_IP = "10.77.0.1"
 HTTP_PORT = 8080
+API_PORT = 8081  # the operators' API, on the lab namespace's own loopback
 TRUSTD_PORT = 50001
 LAB_CLUSTER = "lab"
 DEFAULT_INVENTORY = REPO / "inventory" / "lab.yaml"
@@ -68,6 +69,9 @@ port = 69
 [http]
 listen = "{BRIDGE_IP}:{HTTP_PORT}"
 public_url = "http://{BRIDGE_IP}:{HTTP_PORT}"
+
+[api]
+listen = "127.0.0.1:{API_PORT}"
 
 [power]
 timeout_s = 10
@@ -325,8 +329,8 @@ The lab and the daemon are still running. Look around:
   {ns} .venv/bin/provisioner {cfg} machines list
   {ns} .venv/bin/provisioner {cfg} machines events lab-w1
   {ns} curl -s -H "Authorization: Bearer $(cat {token_file})" \\
-      http://{BRIDGE_IP}:{HTTP_PORT}/api/v1/machines
-  {ns} curl -s http://{BRIDGE_IP}:{HTTP_PORT}/metrics | grep ^provisioner_
+      http://127.0.0.1:{API_PORT}/api/v1/machines
+  {ns} curl -s http://127.0.0.1:{API_PORT}/metrics | grep ^provisioner_
   serial consoles:  {stack.state_dir}/lab-*.log (grep LAB-AGENT)
   daemon log:       {stack.daemon_log}
   python -m lab status

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from provisioner.telemetry.settings import TelemetrySettings
 
 __all__ = [
+    "ApiSettings",
     "DhcpSettings",
     "EventsSettings",
     "HttpSettings",
@@ -52,6 +53,7 @@ DEFAULT_TFTP_PORT = 69
 DEFAULT_TFTP_BLOCK_SIZE_MAX = 1468  # fits a 1500-byte MTU: 1500 - 20 IP - 8 UDP - 4 TFTP
 DEFAULT_TFTP_WINDOW_SIZE_MAX = 16
 DEFAULT_HTTP_LISTEN = "10.77.0.1:8080"
+DEFAULT_API_LISTEN = "127.0.0.1:8081"
 DEFAULT_POWER_TIMEOUT_S = 10.0
 DEFAULT_POWER_CONCURRENCY = 32
 DEFAULT_TRUSTD_LISTEN = "10.77.0.1:50001"
@@ -205,6 +207,52 @@ class HttpSettings(_Section):
         return self.public_url or f"http://{self.listen}"
 
 
+class ApiSettings(_Section):
+    """`[api]`: the operators' listener (REST API, OpenAPI, /metrics), off the machine network.
+
+    Plain HTTP unless `tls` is true or a certificate is given. `tls = true` without
+    `tls_cert`/`tls_key` generates a self-signed certificate into the state directory; the
+    CLI (same settings) pins that certificate's SHA-256 fingerprint instead of trusting a CA.
+    """
+
+    listen: str = DEFAULT_API_LISTEN
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_shape(cls, value: str) -> str:
+        _host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> ApiSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            msg = "tls_cert and tls_key go together"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """`listen` split into host and port."""
+        return _host_port(self.listen)
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the listener speaks HTTPS."""
+        return self.tls or self.tls_cert is not None
+
+    @property
+    def base_url(self) -> str:
+        """Where a client on this host reaches the API (a wildcard listen means loopback)."""
+        host, port = self.host_port
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{'https' if self.uses_tls else 'http'}://{host}:{port}"
+
+
 class PowerSettings(_Section):
     """`[power]`: BMC calls."""
 
@@ -285,6 +333,7 @@ class Settings(_Section):
     dhcp: DhcpSettings = DhcpSettings()
     tftp: TftpSettings = TftpSettings()
     http: HttpSettings = HttpSettings()
+    api: ApiSettings = ApiSettings()
     power: PowerSettings = PowerSettings()
     trustd: TrustdSettings = TrustdSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()

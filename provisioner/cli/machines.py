@@ -1,4 +1,4 @@
-"""`provisioner machines`: list, show, events (the database directly, no daemon needed); logs (the daemon)."""
+"""`provisioner machines`: list, show, events read the database; release and logs use the API."""
 
 from __future__ import annotations
 
@@ -122,3 +122,27 @@ def events(state: CliState, name: str, as_json: bool, limit: int) -> None:
             safe(r.message or r.data),
         )
     console.print(table)
+
+
+@machines.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def release(state: CliState, name: str, as_json: bool) -> None:
+    """Unfreeze NAME's provisioning window after a spoofing alert (through the daemon's API).
+
+    Check the alert first (`machines events NAME`): it names the two addresses that asked
+    for the machine's config token. Releasing lets the next request get a token again.
+    """
+    from provisioner.web.client import ApiClient, ApiError, DaemonUnreachableError
+
+    try:
+        result = ApiClient.from_settings(state.settings).release(name)
+    except (ApiError, DaemonUnreachableError) as exc:
+        die(str(exc))
+    if as_json:
+        emit_json(result)
+    elif result.get("released"):
+        console.print(f"{name}: provisioning window released")
+    else:
+        console.print(f"{name}: window was not frozen; nothing to release")

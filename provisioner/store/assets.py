@@ -25,6 +25,7 @@ from sqlmodel import col
 from provisioner.events import Event, utcnow
 from provisioner.store.repository import Store, event_row
 from provisioner.store.tables import AssetSetRow, ClusterRow, MachineRow
+from provisioner.web.ipxe import RESERVED_KEYS
 
 __all__ = [
     "ASSET_FILES",
@@ -174,6 +175,11 @@ class AssetSets:
         if "\n" in cmdline or "\r" in cmdline:
             msg = "cmdline must be one line"
             raise AssetError(msg)
+        for arg in cmdline.split():
+            if arg.split("=", 1)[0] in RESERVED_KEYS:
+                # Same rule as inventory kernelArgs: only we say where the config comes from.
+                msg = f"cmdline argument {arg!r} is set by the provisioner"
+                raise AssetError(msg)
         expected = {
             "kernel": _check_sha(kernel_sha256, "kernel"),
             "initramfs": _check_sha(initramfs_sha256, "initramfs"),

@@ -28,6 +28,7 @@ __all__ = [
     "LeaseRow",
     "MachineRow",
     "NicRow",
+    "WindowHoldRow",
 ]
 
 
@@ -154,6 +155,24 @@ class DiscoveredRow(SQLModel, table=True):
     seen_count: int = 1
     first_seen: datetime = _ts()
     last_seen: datetime = _ts()
+
+
+class WindowHoldRow(SQLModel, table=True):
+    """A machine's provisioning window frozen by a spoofing alert; the operator releases it.
+
+    Two addresses asked for one machine's config token in one window (proxy or relay mode):
+    one of them is not the machine. No token is issued while the row exists.
+    """
+
+    __tablename__ = "window_hold"
+
+    id: int | None = Field(default=None, primary_key=True)
+    machine: str = Field(unique=True, index=True, max_length=253)
+    frozen_at: datetime = _ts()
+    first: str = Field(default="", max_length=64)
+    """The address that held the window (fetched the live token)."""
+    second: str = Field(default="", max_length=64)
+    """The address that asked after it."""
 
 
 class ConfigTokenRow(SQLModel, table=True):

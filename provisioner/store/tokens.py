@@ -95,6 +95,36 @@ class ConfigTokens:
             ).scalar_one_or_none()
             return None if row is None else _record(row)
 
+    async def live(self, machine: str, *, now: datetime) -> TokenRecord | None:
+        """The machine's newest token that is unused, unrevoked and unexpired, if any."""
+        async with self._store.session() as session:
+            row = (
+                await session.execute(
+                    select(ConfigTokenRow)
+                    .where(col(ConfigTokenRow.machine) == machine)
+                    .where(col(ConfigTokenRow.used_at).is_(None))
+                    .where(col(ConfigTokenRow.revoked).is_(False))
+                    .where(col(ConfigTokenRow.expires_at) > now)
+                    .order_by(col(ConfigTokenRow.id).desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _record(row)
+
+    async def last_spent(self, machine: str) -> TokenRecord | None:
+        """The machine's most recently spent token (whose config was served), if any."""
+        async with self._store.session() as session:
+            row = (
+                await session.execute(
+                    select(ConfigTokenRow)
+                    .where(col(ConfigTokenRow.machine) == machine)
+                    .where(col(ConfigTokenRow.used_at).is_not(None))
+                    .order_by(col(ConfigTokenRow.used_at).desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _record(row)
+
     async def spend(self, token_id: int, used_by: str, *, now: datetime) -> bool:
         """Mark a token used; False if it was already used or revoked (lost the race)."""
         async with self._store.session() as session:

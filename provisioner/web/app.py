@@ -1,4 +1,10 @@
-"""The application factory: routes, middlewares (errors, auth), access log and metrics.
+"""The application factories: routes, middlewares (errors, auth), access log and metrics.
+
+Two applications share one `WebContext` (issue 14, THREATS F1): the machine-facing one
+(`create_app`, on `[http] listen`) serves only boot scripts, assets, firmware, configs and
+/healthz; the operators' one (`create_api_app`, on `[api] listen`) serves /api/v1/*
+(OpenAPI included), /metrics and /healthz. Nothing under /api/v1 exists on the machine
+listener, so neither the bearer token nor power control travels on the PXE network.
 
 Per-request work is kept small: one timestamp in a middleware, and at response-head time
 (`on_response_prepare`) one metrics update and one JSON access-log line. Query strings are
@@ -10,15 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import re
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_plus
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from provisioner.daemon import Runtime
 from provisioner.settings import Settings
 from provisioner.store.assets import AssetSets
+from provisioner.store.holds import WindowHolds
 from provisioner.store.tokens import ConfigTokens
 from provisioner.tftp.files import FileSource
 from provisioner.web import assets, boot, config, firmware, health
@@ -28,20 +36,40 @@ from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STAR
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 
-__all__ = ["MAX_BODY", "create_app", "redact"]
+__all__ = ["MAX_BODY", "create_api_app", "create_app", "redact"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("provisioner.web.access")
 
 MAX_BODY = 64 * 1024  # API bodies are small JSON objects (docs/threats.md C7)
-_TOKEN_RE = re.compile(r"(^|[?&])(t=)[^&]*")
+TOKEN_KEY = "t"  # noqa: S105 - the query key, not a secret
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def redact(path_qs: str) -> str:
-    """A request target with any config token replaced by REDACTED."""
-    return _TOKEN_RE.sub(r"\1\2REDACTED", path_qs)
+    """A request target with any config token replaced by REDACTED.
+
+    A parameter is the token if its key, percent-decoded until stable, is `t`: aiohttp
+    decodes `%74=` to `t=` and accepts the token that way, so the log must not show it.
+    """
+    path, sep, query = path_qs.partition("?")
+    if not sep:
+        return path_qs
+    parts = []
+    for param in query.split("&"):
+        key, eq, _ = param.partition("=")
+        parts.append(f"{key}=REDACTED" if eq and _decoded(key) == TOKEN_KEY else param)
+    return f"{path}?{'&'.join(parts)}"
+
+
+def _decoded(value: str) -> str:
+    for _ in range(4):
+        decoded = unquote_plus(value)
+        if decoded == value:
+            break
+        value = decoded
+    return value
 
 
 def _route_of(request: web.Request) -> str:
@@ -115,7 +143,7 @@ def create_app(
     api_token: str | None = None,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
-    """The aiohttp application for a runtime (token from state_dir/api-token by default)."""
+    """The machine-facing application (API token from state_dir/api-token by default)."""
     settings = rt.settings
     mimetypes.init()  # FileResponse consults it; load it now, not on the first download
     token = api_token if api_token is not None else load_or_create_api_token(settings.state_dir)
@@ -128,21 +156,36 @@ def create_app(
         tokens=ConfigTokens(rt.store),
         assets=AssetSets(rt.store, settings.state_dir / "assets"),
         api_token=token,
+        holds=WindowHolds(rt.store),
         token_ttl_s=token_ttl_s,
     )
-    app = web.Application(
-        middlewares=[error_middleware, auth_middleware(token)],
-        client_max_size=MAX_BODY,
-        handler_args={"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64},
-    )
+    app = _application([error_middleware])
     app[CTX] = context
     app[firmware.FIRMWARE_KEY] = FileSource.from_settings(settings.tftp)
-    app.on_response_prepare.append(_on_prepare)
     app.add_routes(health.routes())
     app.add_routes(boot.routes())
     app.add_routes(assets.routes())
     app.add_routes(config.routes())
     app.add_routes(firmware.routes())
+    return app
+
+
+def create_api_app(machine_app: web.Application) -> web.Application:
+    """The operators' application, sharing the machine application's context."""
+    context = machine_app[CTX]
+    app = _application([error_middleware, auth_middleware(context.api_token)])
+    app[CTX] = context
+    app.add_routes(health.routes())
     app.add_routes([web.get("/metrics", context.metrics.handle)])
     app.add_routes(api_routes())
+    return app
+
+
+def _application(middlewares: list[Middleware]) -> web.Application:
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=MAX_BODY,
+        handler_args={"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64},
+    )
+    app.on_response_prepare.append(_on_prepare)
     return app

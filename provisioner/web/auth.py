@@ -81,7 +81,9 @@ def auth_middleware(token: str) -> Middleware:
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return _unauthorized("bearer token required")
-        if not hmac.compare_digest(presented.strip().encode(), expected):
+        # aiohttp hands undecodable header bytes over as surrogates (surrogateescape):
+        # encode them back instead of raising, so garbage is a 401, never a 500.
+        if not hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"), expected):
             return _unauthorized("invalid token")
         request[ACTOR] = ADMIN_ACTOR
         return await handler(request)

@@ -10,6 +10,7 @@ from provisioner.events import Event, Severity, discovered_event, utcnow
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
 from provisioner.model import MachineState, MachineSummary
 from provisioner.store.assets import NAME_RE
+from provisioner.web.claim import check_served_elsewhere, claim_refusal
 from provisioner.web.context import WebContext, ctx
 from provisioner.web.ipxe import BootPlatform, IpxeError
 from provisioner.web.policy import BootAction, decide_boot
@@ -120,6 +121,7 @@ async def machine_script(request: web.Request) -> web.Response:
     if decision.action is BootAction.DISK:
         return _script(c.ipxe.disk(machine=name, mode=decision.disk_mode))
     if decision.action is BootAction.HOLD:
+        await check_served_elsewhere(c, record, source)
         return _script(c.ipxe.hold(machine=name, reason=decision.reason))
     return await _install(c, record_name=name, source=source, platform=platform)
 
@@ -142,13 +144,11 @@ async def _install(c: WebContext, *, record_name: str, source: str, platform: Bo
     if reason or asset is None:
         return _refuse_boot(c, record_name, reason or "no-asset-set", source)
     now = utcnow()
-    if c.rt.settings.dhcp.mode == "full":
-        # Full DHCP mode: we know the machine's address. A script (and its token) for a
-        # machine holding a lease goes only to that address, so another host on the LAN
-        # cannot obtain the token by asking with the victim's MAC.
-        leased = await c.tokens.lease_addresses(record_name, record.macs, now=now)
-        if leased and source not in leased:
-            return _refuse_boot(c, record_name, "wrong-source", source, severity=Severity.ALERT)
+    # Issue 14: a MAC proves nothing; only the lease holder (full mode) or the window's
+    # first asker (proxy/relay) gets a token. Anyone else: a hold script, and an ALERT.
+    held = await claim_refusal(c, record, source, now)
+    if held is not None:
+        return _script(c.ipxe.hold(machine=record_name, reason=held))
     if record.state != MachineState.NETBOOTING.value:
         moved = await store.transition(
             record_name,

@@ -1,12 +1,15 @@
 """A small synchronous client of the daemon's REST API, for the CLI.
 
-`ApiClient.from_settings(settings)` reads the base URL (`[http] public_url`, or `listen`)
-and the bearer token (`state_dir/api-token`), the same settings the daemon uses.
+`ApiClient.from_settings(settings)` reads the API address (`[api] listen`), the bearer token
+(`state_dir/api-token`) and, when the API speaks TLS, the certificate to pin (`[api]
+tls_cert`, or the one the daemon generated into the state directory): the same settings
+the daemon uses.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 from provisioner.settings import Settings
 from provisioner.web.auth import token_path
+from provisioner.web.tls import client_context
 
 __all__ = ["ApiClient", "ApiError", "DaemonUnreachableError"]
 
@@ -41,10 +45,18 @@ class DaemonUnreachableError(Exception):
 class ApiClient:
     """Calls /api/v1 with a bearer token; every method returns decoded JSON."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._timeout = timeout
+        self._ssl = ssl_context
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> ApiClient:
@@ -55,7 +67,14 @@ class ApiClient:
         except FileNotFoundError:
             msg = f"no API token at {path}: start the daemon (provisioner serve) first"
             raise DaemonUnreachableError(msg) from None
-        return cls(settings.http.base_url, token, timeout=timeout)
+        context = None
+        if settings.api.uses_tls:
+            try:
+                context = client_context(settings)
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                msg = f"cannot read the API certificate to pin ({exc}): start the daemon first"
+                raise DaemonUnreachableError(msg) from None
+        return cls(settings.api.base_url, token, timeout=timeout, ssl_context=context)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:  # noqa: ANN401
         """One call; raises ApiError on 4xx/5xx and DaemonUnreachableError if nobody answers."""
@@ -68,7 +87,7 @@ class ApiClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self._timeout, context=self._ssl) as resp:  # noqa: S310
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
@@ -102,6 +121,10 @@ class ApiClient:
     def reprovision(self, name: str) -> dict[str, Any]:
         """Set desired=reprovision (deprovision, then provision again)."""
         return dict(self.request("POST", f"/machines/{_seg(name)}/reprovision", {}))
+
+    def release(self, name: str) -> dict[str, Any]:
+        """Unfreeze a provisioning window frozen by a spoofing alert."""
+        return dict(self.request("POST", f"/machines/{_seg(name)}/release", {}))
 
     def power(
         self, name: str, action: str, *, device: str | None = None, persistent: bool | None = None

@@ -104,7 +104,7 @@ async def _check(c: WebContext, request: web.Request, token: str, source: str) -
     if record.used_at is not None:
         raise RefusedError(403, "token-replayed", Severity.ALERT)
     if record.revoked:
-        raise RefusedError(403, "token-revoked")
+        raise RefusedError(403, "token-revoked", Severity.ALERT)
     if _aware(record.expires_at) <= now:
         raise RefusedError(403, "token-expired")
     machine = await c.rt.store.get_machine(record.machine)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from provisioner.daemon import Runtime
 from provisioner.store.assets import AssetSets
+from provisioner.store.holds import WindowHolds
 from provisioner.store.tokens import ConfigTokens
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
@@ -41,6 +42,7 @@ class WebContext:
     tokens: ConfigTokens
     assets: AssetSets
     api_token: str
+    holds: WindowHolds
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S
     config_limiter: RefusalLimiter = field(default_factory=RefusalLimiter)
 

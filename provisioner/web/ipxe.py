@@ -127,8 +127,7 @@ def kernel_cmdline(
     args += TALOS_REQUIRED_ARGS
     args += TALOS_DEFAULT_ARGS
     args += CONSOLE_ARGS.get(arch, ())
-    args += asset_cmdline.split()
-    for group in extra:
+    for group in (asset_cmdline.split(), *extra):
         if group is None:
             continue
         if isinstance(group, str) or not all(isinstance(a, str) for a in group):

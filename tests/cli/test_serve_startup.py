@@ -52,6 +52,7 @@ def _config(tmp_path: Path, **sections: str) -> tuple[Path, int]:
         "tftp": f'[tftp]\nlisten_address = "127.0.0.1"\nport = {_free_udp()}',
         "dhcp": '[dhcp]\nmode = "off"',
         "trustd": "[trustd]\nenabled = false",
+        "api": f'[api]\nlisten = "127.0.0.1:{_free_tcp()}"',
         # Off: its fixed default ports (4002/4003) would collide between parallel daemons.
         "telemetry": "[telemetry]\nenabled = false",
     }
@@ -100,6 +101,16 @@ def test_http_port_in_use(tmp_path: Path) -> None:
         config, _ = _config(tmp_path, http=f'[http]\nlisten = "127.0.0.1:{port}"')
         line = _one_line_error(_serve(config))
     assert line == f"error: http.listen 127.0.0.1:{port}: address already in use"
+
+
+def test_api_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config, _ = _config(tmp_path, api=f'[api]\nlisten = "127.0.0.1:{port}"')
+        line = _one_line_error(_serve(config))
+    assert line == f"error: api.listen 127.0.0.1:{port}: address already in use"
 
 
 def test_tftp_port_in_use_after_http_started(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from lab import control
-from lab.demo import BRIDGE_IP, DEFAULT_INVENTORY, HTTP_PORT, LabStack
+from lab.demo import API_PORT, BRIDGE_IP, DEFAULT_INVENTORY, HTTP_PORT, LabStack
 from lab.machines import lab_machines
 from lab.report import first_attempt_problems
 
@@ -280,6 +280,6 @@ def all_events(stack: LabStack, kind: str) -> list[dict[str, Any]]:
     token = (stack.state_dir / "provisioner" / "api-token").read_text().strip()
     out = in_ns(
         stack, "curl", "-sf", "-H", f"Authorization: Bearer {token}",
-        f"http://{BRIDGE_IP}:{HTTP_PORT}/api/v1/events?kind={kind}&limit=200",
+        f"http://127.0.0.1:{API_PORT}/api/v1/events?kind={kind}&limit=200",
     )  # fmt: skip
     return list(json.loads(out.stdout)["items"]) if out.returncode == 0 else []

@@ -210,7 +210,7 @@ PROVISIONER = Path(sys.executable).with_name("provisioner")
 
 
 def daemon_config(base: Path, *, power_timeout_s: float = 8.0, telemetry: bool = False) -> tuple[Path, int]:
-    """A settings file for a loopback-only daemon under `base`; returns (path, http port)."""
+    """A settings file for a loopback-only daemon under `base`; returns (path, API port)."""
     port = free_tcp_port()
     config = base / "provisioner.toml"
     config.write_text(
@@ -218,6 +218,9 @@ def daemon_config(base: Path, *, power_timeout_s: float = 8.0, telemetry: bool =
 log_level = "warning"
 
 [http]
+listen = "127.0.0.1:{free_tcp_port()}"
+
+[api]
 listen = "127.0.0.1:{port}"
 
 [dhcp]
@@ -246,8 +249,8 @@ def start_daemon(config: Path, port: int) -> Daemon:
     """Start `provisioner serve` (stderr to serve.log beside the config); wait for the power API.
 
     /healthz answers as soon as the web part is up; the power service starts after it, and
-    registers its counters then, so the daemon is ready for power calls once /metrics
-    shows them.
+    registers its counters then, so the daemon is ready for power calls once /metrics (on
+    the API listener, `port`) shows them.
     """
     log = (config.parent / "serve.log").open("w")
     proc = subprocess.Popen(

@@ -36,3 +36,13 @@ async def env_any(store: Store, state_dir: Path) -> AsyncIterator[Env]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def env_full(sqlite_store: Store, state_dir: Path) -> AsyncIterator[Env]:
+    """The web server on SQLite in full DHCP mode (scripts only for our lease holders)."""
+    e = await start_env(sqlite_store, state_dir, dhcp={"mode": "full"})
+    try:
+        yield e
+    finally:
+        await e.server.stop()

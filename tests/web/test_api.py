@@ -19,6 +19,7 @@ ROUTES = [
     ("POST", "/api/v1/machines/m1/provision"),
     ("POST", "/api/v1/machines/m1/deprovision"),
     ("POST", "/api/v1/machines/m1/reprovision"),
+    ("POST", "/api/v1/machines/m1/release"),
     ("POST", "/api/v1/machines/m1/power"),
     ("GET", "/api/v1/clusters"),
     ("GET", "/api/v1/clusters/c1"),
@@ -61,7 +62,7 @@ async def test_auth_enforced_everywhere(
     env: Env, http: aiohttp.ClientSession, method: str, path: str, headers: dict[str, str]
 ) -> None:
     await seed(env)
-    async with http.request(method, env.base + path, headers=headers, json={"action": "on"}) as r:
+    async with http.request(method, env.api + path, headers=headers, json={"action": "on"}) as r:
         assert r.status == 401
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
     # Nothing changed: the asset set is still there, no audit event was written.
@@ -70,7 +71,7 @@ async def test_auth_enforced_everywhere(
 
 
 async def test_openapi_is_public(env: Env, http: aiohttp.ClientSession) -> None:
-    async with http.get(env.base + "/api/v1/openapi.json") as r:
+    async with http.get(env.api + "/api/v1/openapi.json") as r:
         assert r.status == 200
         doc = await r.json()
     assert set(doc["paths"]) == {
@@ -83,6 +84,7 @@ async def test_openapi_is_public(env: Env, http: aiohttp.ClientSession) -> None:
         "/api/v1/machines/{name}/provision",
         "/api/v1/machines/{name}/deprovision",
         "/api/v1/machines/{name}/reprovision",
+        "/api/v1/machines/{name}/release",
         "/api/v1/machines/{name}/power",
         "/api/v1/clusters/{name}",
         "/api/v1/assets/{name}",
@@ -91,46 +93,46 @@ async def test_openapi_is_public(env: Env, http: aiohttp.ClientSession) -> None:
 
 async def test_machines_list_show_filter(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
-    async with http.get(env.base + "/api/v1/machines", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines", headers=env.auth()) as r:
         items = (await r.json())["items"]
     assert [m["name"] for m in items] == ["m1", "m2"]
     assert items[0]["macs"] == [MAC1]
-    async with http.get(env.base + "/api/v1/machines?state=Provisioned", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines?state=Provisioned", headers=env.auth()) as r:
         assert [m["name"] for m in (await r.json())["items"]] == ["m2"]
-    async with http.get(env.base + "/api/v1/machines?state=Bogus", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines?state=Bogus", headers=env.auth()) as r:
         assert r.status == 400
         assert (await r.json())["error"] == "Bad Request"
-    async with http.get(env.base + "/api/v1/machines/m1", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines/m1", headers=env.auth()) as r:
         assert (await r.json())["uuid"] == "11111111-2222-3333-4444-555555555501"
-    async with http.get(env.base + "/api/v1/machines/nope", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines/nope", headers=env.auth()) as r:
         assert r.status == 404
         assert (await r.json()) == {"error": "Not Found", "detail": "no such machine"}
 
 
 async def test_provision_and_deprovision_are_audited(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
-    async with http.post(env.base + "/api/v1/machines/m1/provision", headers=env.auth()) as r:
+    async with http.post(env.api + "/api/v1/machines/m1/provision", headers=env.auth()) as r:
         assert r.status == 202
         assert await r.json() == {"machine": "m1", "desired": "provisioned"}
     m1 = await env.store.get_machine("m1")
     assert m1 is not None and m1.desired == "provisioned"
-    async with http.post(env.base + "/api/v1/machines/m1/deprovision", headers=env.auth(), json={}) as r:
+    async with http.post(env.api + "/api/v1/machines/m1/deprovision", headers=env.auth(), json={}) as r:
         assert r.status == 202
     events = await env.store.list_events(machine="m1", kind="api.change")
     assert [(e.message, e.actor, e.data["source"]) for e in events] == [
         ("deprovision", "api:admin", "127.0.0.1"),
         ("provision", "api:admin", "127.0.0.1"),
     ]
-    async with http.post(env.base + "/api/v1/machines/nope/provision", headers=env.auth()) as r:
+    async with http.post(env.api + "/api/v1/machines/nope/provision", headers=env.auth()) as r:
         assert r.status == 404
-    async with http.post(env.base + "/api/v1/machines/m1/provision", headers=env.auth(), json={"x": 1}) as r:
+    async with http.post(env.api + "/api/v1/machines/m1/provision", headers=env.auth(), json={"x": 1}) as r:
         assert r.status == 400
 
 
 async def test_power_without_service_is_503(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
     async with http.post(
-        env.base + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "on"}
+        env.api + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "on"}
     ) as r:
         assert r.status == 503
 
@@ -139,7 +141,7 @@ async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
     power = FakePower({"m1", "m2"}, broken={"m2"})
     env.rt.services["power"] = power
-    url = env.base + "/api/v1/machines/{}/power"
+    url = env.api + "/api/v1/machines/{}/power"
     async with http.post(url.format("m1"), headers=env.auth(), json={"action": "on"}) as r:
         assert r.status == 200
         assert await r.json() == {"machine": "m1", "action": "on", "result": {"power": "on"}}
@@ -172,7 +174,7 @@ async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
         assert r.status == 404
     audit = [(e.message, e.data.get("ok")) for e in env.events.events if e.kind == "api.change"]
     assert audit == [("power on", True), ("power bootdev", True), ("power off", False)]
-    async with http.get(env.base + "/metrics") as r:
+    async with http.get(env.api + "/metrics") as r:
         text = await r.text()
     assert 'provisioner_power_calls_total{action="on"} 1.0' in text
     assert 'provisioner_power_failures_total{action="off"} 1.0' in text
@@ -182,7 +184,7 @@ async def test_power_service_bug_is_500_not_a_bmc_failure(env: Env, http: aiohtt
     await seed(env)
     env.rt.services["power"] = FakePower({"m1"}, crashing={"m1"})
     async with http.post(
-        env.base + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
+        env.api + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
     ) as r:
         assert r.status == 500
         body = await r.json()
@@ -204,21 +206,21 @@ async def test_events_filter_and_pages(env: Env, http: aiohttp.ClientSession) ->
     before = None
     while True:
         params = {"kind": "dhcp.", "limit": "10", **({"before": str(before)} if before else {})}
-        async with http.get(env.base + "/api/v1/events", headers=env.auth(), params=params) as r:
+        async with http.get(env.api + "/api/v1/events", headers=env.auth(), params=params) as r:
             page = await r.json()
         seen += [e["data"]["i"] for e in page["items"]]
         before = page["next_before"]
         if before is None:
             break
     assert seen == list(range(24, -1, -1))
-    async with http.get(env.base + "/api/v1/events?severity=alert", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/events?severity=alert", headers=env.auth()) as r:
         assert [e["machine"] for e in (await r.json())["items"]] == ["m2"]
-    async with http.get(env.base + "/api/v1/machines/m1/events?limit=3", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/machines/m1/events?limit=3", headers=env.auth()) as r:
         assert len((await r.json())["items"]) == 3
     for bad in ("limit=0", "limit=x", "severity=loud", "since=yesterday", "before=-1", "machine=a%20b"):
-        async with http.get(env.base + "/api/v1/events?" + bad, headers=env.auth()) as r:
+        async with http.get(env.api + "/api/v1/events?" + bad, headers=env.auth()) as r:
             assert r.status == 400, bad
-    async with http.get(env.base + "/api/v1/events?since=2999-01-01T00:00:00Z", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/events?since=2999-01-01T00:00:00Z", headers=env.auth()) as r:
         assert (await r.json())["items"] == []
 
 
@@ -226,17 +228,17 @@ async def test_clusters_leases_discovered(env: Env, http: aiohttp.ClientSession)
     await seed(env)
     await add_lease(env.store, "10.77.0.100", MAC1, "m1")
     await env.store.record_discovered("52:54:00:99:99:99", source="dhcp")
-    async with http.get(env.base + "/api/v1/clusters/c1", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/clusters/c1", headers=env.auth()) as r:
         cluster = await r.json()
     assert cluster["asset_set"] == "talos"
     assert "secrets" not in cluster and cluster["has_secrets"] is False
-    async with http.get(env.base + "/api/v1/leases", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/leases", headers=env.auth()) as r:
         assert [(lease["ip"], lease["machine"]) for lease in (await r.json())["items"]] == [
             ("10.77.0.100", "m1")
         ]
-    async with http.get(env.base + "/api/v1/discovered", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/discovered", headers=env.auth()) as r:
         assert [d["mac"] for d in (await r.json())["items"]] == ["52:54:00:99:99:99"]
-    async with http.get(env.base + "/api/v1/assets", headers=env.auth()) as r:
+    async with http.get(env.api + "/api/v1/assets", headers=env.auth()) as r:
         assert [a["name"] for a in (await r.json())["items"]] == ["talos"]
 
 
@@ -247,7 +249,7 @@ async def test_client_against_live_server(env: Env) -> None:
 
     await seed(env)
     env.rt.services["power"] = FakePower({"m1", "m2"})
-    client = ApiClient(env.base, "test-api-token-0123456789")
+    client = ApiClient(env.api, "test-api-token-0123456789")
 
     def calls() -> None:
         assert [m["name"] for m in client.machines()] == ["m1", "m2"]
@@ -259,7 +261,7 @@ async def test_client_against_live_server(env: Env) -> None:
             client.machine("nope")
         assert err.value.status == 404
         with pytest.raises(ApiError) as err:
-            ApiClient(env.base, "bad").machines()
+            ApiClient(env.api, "bad").machines()
         assert err.value.status == 401
         with pytest.raises(DaemonUnreachableError):
             ApiClient("http://127.0.0.1:1", "x", timeout=2).machines()
@@ -276,7 +278,7 @@ async def test_odd_path_spellings_never_bypass_auth(env: Env) -> None:
         "/api/v1/machines/",
         "/api/v1/%6dachines",
     ):
-        reader, writer = await asyncio.open_connection("127.0.0.1", env.server.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", env.server.api_port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         status = (await reader.readline()).split()[1]
         body = await reader.read()

@@ -20,9 +20,9 @@ async def run_schemathesis(env: Env, *extra: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),
         "run",
-        f"{env.base}/api/v1/openapi.json",
+        f"{env.api}/api/v1/openapi.json",
         "--url",
-        env.base,
+        env.api,
         "--checks",
         CHECKS,
         "--max-examples",

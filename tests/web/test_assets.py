@@ -133,16 +133,16 @@ async def test_asset_in_use_cannot_be_deleted(env: Env, http: aiohttp.ClientSess
     for name, user in (("talos", "cluster:c1"), ("other", "machine:m1")):
         with pytest.raises(AssetInUseError, match=user):
             await env.app_ctx.assets.delete(name)
-        async with http.delete(f"{env.base}/api/v1/assets/{name}", headers=env.auth()) as r:
+        async with http.delete(f"{env.api}/api/v1/assets/{name}", headers=env.auth()) as r:
             assert r.status == 409
-    async with http.get(f"{env.base}/api/v1/assets/talos", headers=env.auth()) as r:
+    async with http.get(f"{env.api}/api/v1/assets/talos", headers=env.auth()) as r:
         assert (await r.json())["used_by"] == ["cluster:c1"]
     assert (env.state_dir / "assets" / "talos" / "kernel").is_file()
 
 
 async def test_delete_unused_asset(env: Env, http: aiohttp.ClientSession) -> None:
     await add_asset_set(env)
-    async with http.delete(f"{env.base}/api/v1/assets/talos", headers=env.auth()) as r:
+    async with http.delete(f"{env.api}/api/v1/assets/talos", headers=env.auth()) as r:
         assert r.status == 204
     assert not (env.state_dir / "assets" / "talos").exists()
     async with http.get(env.base + "/assets/talos/kernel") as r:

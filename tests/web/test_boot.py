@@ -155,7 +155,8 @@ async def test_garbage_query_never_fails(env: Env, http: aiohttp.ClientSession) 
                 assert "evil" not in await r.text()
 
 
-async def test_full_mode_script_only_to_the_lease_holder(env: Env, http: aiohttp.ClientSession) -> None:
+async def test_full_mode_script_only_to_the_lease_holder(env_full: Env, http: aiohttp.ClientSession) -> None:
+    env = env_full
     from webenv import add_lease
 
     await add_asset_set(env)
@@ -165,9 +166,9 @@ async def test_full_mode_script_only_to_the_lease_holder(env: Env, http: aiohttp
     await env.refresh()
     # Another host asks with m1's MAC: no token for it, an alert instead.
     text = await script(http, env, mac=hexhyp(MAC1))
-    assert "wrong-source" in text
+    assert "not-lease-holder" in text
     assert "config?t=" not in text
-    (alert,) = [e for e in env.events.events if e.kind == "boot.error"]
+    (alert,) = [e for e in env.events.events if e.kind == "boot.spoofing"]
     assert alert.severity.value == "alert"
     machine = await env.store.get_machine("m1")
     assert machine is not None and machine.state == "PoweringOn"

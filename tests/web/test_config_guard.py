@@ -128,7 +128,7 @@ async def test_superseded_token_is_revoked(env: Env, http: aiohttp.ClientSession
         assert r.status == 403
     async with http.get(talos_url(env, second)) as r:
         assert r.status == 200
-    assert refusals(env) == [("token-revoked", "warning")]
+    assert refusals(env) == [("token-revoked", "alert")]  # issue 14: a revoked token is an attack signal
 
 
 async def test_from_another_address(env_any: Env, http: aiohttp.ClientSession) -> None:
@@ -249,7 +249,7 @@ async def test_metrics_count_fetches_and_refusals(env: Env, http: aiohttp.Client
     for _ in range(2):
         async with http.get(talos_url(env, token)):
             pass
-    async with http.get(env.base + "/metrics") as r:
+    async with http.get(env.api + "/metrics") as r:
         text = await r.text()
     assert 'provisioner_config_fetches_total{outcome="served"} 1.0' in text
     assert 'provisioner_config_refusals_total{reason="token-replayed"} 1.0' in text
@@ -259,8 +259,8 @@ async def test_metrics_count_fetches_and_refusals(env: Env, http: aiohttp.Client
 async def test_deprovision_revokes_tokens(env: Env, http: aiohttp.ClientSession) -> None:
     await setup(env)
     token = await token_for(http, env)
-    async with http.post(f"{env.base}/api/v1/machines/m1/deprovision", headers=env.auth()) as r:
+    async with http.post(f"{env.api}/api/v1/machines/m1/deprovision", headers=env.auth()) as r:
         assert r.status == 202
     async with http.get(talos_url(env, token)) as r:
         assert r.status == 403
-    assert refusals(env) == [("token-revoked", "warning")]
+    assert refusals(env) == [("token-revoked", "alert")]  # issue 14: a revoked token is an attack signal

@@ -60,7 +60,7 @@ async def test_metrics_render_service_counters_and_http(env: Env, http: aiohttp.
         pass
     async with http.get(env.base + "/nope"):
         pass
-    async with http.get(env.base + "/metrics") as r:
+    async with http.get(env.api + "/metrics") as r:
         assert r.headers["Content-Type"].startswith("text/plain")
         text = await r.text()
     assert "provisioner_dhcp_received_total 5.0" in text
@@ -94,7 +94,7 @@ async def test_method_label_is_bounded(env: Env, http: aiohttp.ClientSession) ->
     for method in ("PROPFIND", "MKCOL", "LOCK", "FOO"):
         async with http.request(method, env.base + "/boot.ipxe") as r:
             assert r.status in (400, 405)
-    async with http.get(env.base + "/metrics") as r:
+    async with http.get(env.api + "/metrics") as r:
         text = await r.text()
     assert 'provisioner_http_requests_total{method="other",route="unmatched",status="405"} 3.0' in text
     for method in ("PROPFIND", "MKCOL", "LOCK", "FOO"):

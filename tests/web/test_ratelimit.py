@@ -39,5 +39,5 @@ async def test_live_rate_limit(env: Env, http: aiohttp.ClientSession) -> None:
     assert len(alerts) == 1
     assert alerts[0].severity.value == "alert"
     assert alerts[0].data["source"] == "127.0.0.1"
-    async with http.get(env.base + "/metrics") as r:
+    async with http.get(env.api + "/metrics") as r:
         assert 'provisioner_config_fetches_total{outcome="rate_limited"} 3.0' in await r.text()

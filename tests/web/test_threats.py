@@ -57,7 +57,7 @@ async def test_huge_body_to_get_route_and_api(env: Env, http: aiohttp.ClientSess
     assert time.monotonic() - started < 20
     headers = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
     async with http.post(
-        env.base + "/api/v1/machines/m1/power", data=b"{" + b" " * (1 << 20) + b"}", headers=headers
+        env.api + "/api/v1/machines/m1/power", data=b"{" + b" " * (1 << 20) + b"}", headers=headers
     ) as r:
         assert r.status == 413
     assert await healthy(env)

@@ -35,6 +35,8 @@ class Env:
     server: WebServer
     base: str
     state_dir: Path
+    api: str = ""
+    """The operators' listener ([api]): /api/v1/*, /metrics."""
 
     @property
     def store(self) -> Store:
@@ -121,11 +123,14 @@ async def add_lease(
 
 async def start_env(store: Store, state_dir: Path, **app_kw: Any) -> Env:
     idle = float(app_kw.pop("idle", 3.0))
-    dhcp = app_kw.pop("dhcp", {})
+    # Proxy mode by default: the web tests fetch scripts from 127.0.0.1 with no lease of ours
+    # (full mode requires one; tests of full mode pass dhcp={"mode": "full"}).
+    dhcp = app_kw.pop("dhcp", {"mode": "proxy"})
     port = free_port()
     settings = Settings(
         state_dir=state_dir,
         http={"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"},  # type: ignore[arg-type]
+        api={"listen": "127.0.0.1:0"},  # type: ignore[arg-type]
         dhcp=dhcp,
     )
     events = MemoryEventSink()
@@ -135,7 +140,12 @@ async def start_env(store: Store, state_dir: Path, **app_kw: Any) -> Env:
     await server.start()
     rt.services["web"] = server
     return Env(
-        rt=rt, events=events, server=server, base=f"http://127.0.0.1:{server.port}", state_dir=state_dir
+        rt=rt,
+        events=events,
+        server=server,
+        base=f"http://127.0.0.1:{server.port}",
+        state_dir=state_dir,
+        api=f"http://127.0.0.1:{server.api_port}",
     )
 
 

@@ -97,6 +97,9 @@ async def read_json_object(request: web.Request, allowed: set[str]) -> dict[str,
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPBadRequest(text="body is not valid JSON") from None
+    except RecursionError:
+        # json.loads recurses per nesting level: 64 KiB of "[" exhausts the stack.
+        raise web.HTTPBadRequest(text="body is nested too deeply") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="body must be a JSON object")
     unknown = sorted(set(data) - allowed)

@@ -28,10 +28,10 @@ def _since(request: web.Request) -> datetime | None:
     if not _DATE_TIME.fullmatch(raw):
         raise web.HTTPBadRequest(text="since must be an RFC 3339 date-time")
     try:
-        value = datetime.fromisoformat(raw.upper())
-    except ValueError:
-        raise web.HTTPBadRequest(text="since must be an RFC 3339 date-time") from None
-    return value.astimezone(UTC)
+        # Year 1 at +14:00 or year 9999 at -14:00 overflow when converted to UTC.
+        return datetime.fromisoformat(raw.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise web.HTTPBadRequest(text="since must be an RFC 3339 date-time within years 1-9999") from None
 
 
 async def list_events(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""/api/v1/machines: list, show, events, provision, deprovision, power."""
+"""/api/v1/machines: list, show, events, provision, deprovision, release, power."""
 
 from __future__ import annotations
 
@@ -93,6 +93,21 @@ async def reprovision(request: web.Request) -> web.Response:
     return await _set_desired(request, "reprovision", "reprovision")
 
 
+async def release(request: web.Request) -> web.Response:
+    """POST /api/v1/machines/{name}/release: unfreeze a window frozen by a spoofing alert."""
+    c = ctx(request)
+    name = checked_name(request)
+    await read_json_object(request, set())
+    if await c.rt.store.get_machine(name) is None:
+        raise web.HTTPNotFound(text="no such machine")
+    hold = await c.holds.get(name)
+    released = await c.holds.release(name)
+    if released:
+        data = {} if hold is None else {"first": hold.first, "second": hold.second}
+        c.rt.events.emit(audit(request, "release", machine=name, data=data))
+    return json_ok({"machine": name, "released": released})
+
+
 def _power_args(body: dict[str, object]) -> tuple[str, dict[str, object]]:
     action = body.get("action")
     if not isinstance(action, str) or action not in POWER_ACTIONS:
@@ -178,5 +193,6 @@ def routes() -> list[web.RouteDef]:
         web.post(base + "/{name}/provision", provision),
         web.post(base + "/{name}/deprovision", deprovision),
         web.post(base + "/{name}/reprovision", reprovision),
+        web.post(base + "/{name}/release", release),
         web.post(base + "/{name}/power", power),
     ]

@@ -182,6 +182,7 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Desired": _obj({"machine": _s("string"), "desired": _s("string")}),
+    "Released": _obj({"machine": _s("string"), "released": _s("boolean")}),
     "PowerRequest": {
         "oneOf": [
             {
@@ -351,6 +352,16 @@ PATHS: dict[str, Schema] = {
             "Ask for the machine to be deprovisioned, then provisioned again (sets desired=reprovision)",
             "202",
             "Desired",
+            ("404",),
+            parameters=[_path_name()],
+            requestBody=_EMPTY_BODY,
+        )
+    },
+    "/api/v1/machines/{name}/release": {
+        "post": _op(
+            "Unfreeze a provisioning window frozen by a spoofing alert (released=false: it was not frozen)",
+            "200",
+            "Released",
             ("404",),
             parameters=[_path_name()],
             requestBody=_EMPTY_BODY,
