@@ -262,10 +262,10 @@ def prepare(state: Path) -> None:
     sys.path.insert(0, str(REPO))
     from provisioner.store.assets import AssetSets
     from provisioner.store.db import create_schema
-    from provisioner.store.repository import Store
+    from provisioner.store.repository import SqlStore
 
     async def main() -> None:
-        store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
+        store = SqlStore.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         await create_schema(store.engine)
         src = state.parent / "src"
         src.mkdir()
@@ -287,10 +287,11 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
     import logging
 
     sys.path.insert(0, str(REPO))
-    from provisioner.daemon import Runtime
+    from provisioner.directory import MachineDirectory
     from provisioner.events import MemoryEventSink
     from provisioner.settings import Settings
-    from provisioner.store.repository import Store
+    from provisioner.store.repository import SqlStore
+    from provisioner.web.context import WebRuntime
     from provisioner.web.service import WebServer
 
     handler = logging.FileHandler(access_log)
@@ -308,12 +309,15 @@ def serve(state: Path, listen: str, access_log: Path) -> None:
             http={"listen": listen},  # type: ignore[arg-type]
             api={"listen": "127.0.0.1:0"},  # type: ignore[arg-type]  # not measured; any free port
         )
-        store = Store.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
+        store = SqlStore.open(f"sqlite+aiosqlite:///{state}/provisioner.db", state)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        rt = Runtime(settings=settings, store=store, events=Sink(), instance="bench", stopping=stop)
-        await rt.refresh_machines()
+        directory = MachineDirectory(store)
+        rt = WebRuntime(
+            settings=settings, store=store, events=Sink(), instance="bench", machines=directory.current
+        )
+        await directory.refresh()
         server = WebServer(rt)
         await server.start()
         await stop.wait()

@@ -5,7 +5,7 @@ task flushes the queue every `interval` seconds or when `batch` events are waiti
 queue is bounded: if the database stalls, the oldest informational events are dropped
 and counted (warnings and alerts are kept), so memory stays bounded under a flood.
 State transitions do not depend on this path: they write their event row in the same
-transaction as the state change (see Store.transition).
+transaction as the state change (see lifecycle.move).
 
 Unauthenticated writes are bounded twice (issue 14): events carrying a `group` go through
 an `Aggregator` first (repeats from one source become one counter row per window), and a

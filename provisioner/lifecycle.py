@@ -7,6 +7,10 @@ timeout and a signal that ends it:
 
     Registered --provision--> PoweringOn          set next boot = PXE (once), power on
     PoweringOn --powered_on--> Netbooting         BMC accepted both calls (or: manual power)
+    PoweringOn --script_fetched--> Netbooting     the machine fetched its install script
+                                                  before the BMC answered (a fast POST)
+    Registered --script_fetched--> Netbooting     powered by hand with desired=provisioned:
+                                                  a machine without a BMC still works
     Netbooting --config_served--> ConfigServed    DHCP, iPXE script, then the one config fetch
     ConfigServed --installing--> Installing       the node's Talos events: phase install started
     Installing --installed--> Rebooting           ...the install finished (kexec/reboot phase);
@@ -31,17 +35,29 @@ revoke tokens) back to Registered. `reprovision` is deprovision followed by prov
 one request: the installed flag is cleared first, so the machine netboots again instead
 of booting its old disk (Sidero #961 in reverse).
 
-Rule 1: every move of `MachineState` goes through `next_state`; an illegal move raises
-`IllegalTransition`, which is our bug (a LocalProtocolError in h11's terms), never the
-machine's.
+Rule 1: every move of `MachineState` goes through `move`, which asks `next_state` and
+writes the new state and its event in one transaction (compare-and-set on the old
+state). No other code writes a machine's state (tests/unit/test_state_owner.py checks
+this). Other parts report *signals* (the web layer: script fetched, config served, config
+render failed; the reconciler: powered on, trusted, ...); the table decides the move. An
+illegal move raises `IllegalTransitionError`, which is our bug (a LocalProtocolError in
+h11's terms), never the machine's. A signal that maps a state to itself (a second script
+fetch while Netbooting) writes nothing.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
+from provisioner.events import Event, Severity
+from provisioner.model import INSTALLED_STATES
 from provisioner.model import MachineState as S
+from provisioner.settings import LifecycleSettings
+from provisioner.store.records import MachineRecord
 
 __all__ = [
     "ACTIVE_STATES",
@@ -52,7 +68,9 @@ __all__ = [
     "IllegalTransitionError",
     "Signal",
     "StageTimeouts",
+    "TransitionWriter",
     "is_legal",
+    "move",
     "next_state",
     "retry_delay",
     "stage_timeout",
@@ -64,6 +82,7 @@ class Signal(enum.StrEnum):
 
     PROVISION = "provision"  # operator asked (desired = provisioned)
     POWERED_ON = "powered_on"  # BMC set PXE once and powered on (or manual power requested)
+    SCRIPT_FETCHED = "script_fetched"  # the machine fetched its iPXE install script (web layer)
     CONFIG_SERVED = "config_served"  # the machine fetched its config (web layer)
     INSTALLING = "installing"  # the node's events: the install phase started
     INSTALLED = "installed"  # the node's events: the install finished, it reboots
@@ -85,6 +104,9 @@ TRANSITIONS: dict[tuple[S, Signal], S] = {
     (S.FAILED, Signal.PROVISION): S.POWERING_ON,  # operator asked again: attempts reset
     (S.FAILED, Signal.RETRY): S.POWERING_ON,
     (S.POWERING_ON, Signal.POWERED_ON): S.NETBOOTING,
+    (S.POWERING_ON, Signal.SCRIPT_FETCHED): S.NETBOOTING,
+    (S.REGISTERED, Signal.SCRIPT_FETCHED): S.NETBOOTING,  # powered by hand (web/policy.py)
+    (S.NETBOOTING, Signal.SCRIPT_FETCHED): S.NETBOOTING,  # a second fetch: stays, nothing written
     (S.NETBOOTING, Signal.CONFIG_SERVED): S.CONFIG_SERVED,
     (S.CONFIG_SERVED, Signal.TRUSTED): S.TRUSTED,
     (S.CONFIG_SERVED, Signal.INSTALLING): S.INSTALLING,
@@ -121,10 +143,6 @@ for _state in (
 
 INSTALL_STATES = frozenset({S.CONFIG_SERVED, S.INSTALLING, S.REBOOTING, S.BOOTED_FROM_DISK})
 """After the config fetch, before trust: the trust check runs and a node's error fails the run."""
-
-INSTALLED_STATES = frozenset({S.REBOOTING, S.BOOTED_FROM_DISK, S.TRUSTED, S.PROVISIONED})
-"""States in which an installed machine's PXE boot answers "boot from disk" (Sidero #961:
-only once the node itself reported its install finished)."""
 
 ACTIVE_STATES = frozenset({S.POWERING_ON, S.NETBOOTING, *INSTALL_STATES, S.TRUSTED, S.DEPROVISIONING})
 """States in which the reconciler is driving the machine and a stage clock runs."""
@@ -178,6 +196,24 @@ class StageTimeouts:
     retry_base_s: float = 30.0
     retry_max_s: float = 900.0
 
+    @classmethod
+    def from_settings(cls, s: LifecycleSettings) -> StageTimeouts:
+        """The timeouts of the `[lifecycle]` settings."""
+        return cls(
+            powering_on=s.powering_on_s,
+            dhcp=s.dhcp_s,
+            script=s.script_s,
+            config=s.config_s,
+            trust=s.trust_s,
+            installing=s.installing_s,
+            rebooting=s.rebooting_s,
+            booted=s.booted_s,
+            deprovisioning=s.deprovisioning_s,
+            max_attempts=s.max_attempts,
+            retry_base_s=s.retry_base_s,
+            retry_max_s=s.retry_max_s,
+        )
+
 
 def stage_timeout(state: S, timeouts: StageTimeouts) -> float | None:
     """The time budget of a whole stage (Netbooting: the sum of its three waits)."""
@@ -198,3 +234,68 @@ def retry_delay(attempts: int, timeouts: StageTimeouts) -> float | None:
     if attempts >= timeouts.max_attempts:
         return None
     return float(min(timeouts.retry_max_s, timeouts.retry_base_s * (2 ** max(0, attempts - 1))))
+
+
+class TransitionWriter(Protocol):
+    """The store operation `move` needs: a compare-and-set of the state with its event."""
+
+    async def write_transition(
+        self,
+        name: str,
+        to_state: str,
+        *,
+        expect: Sequence[str],
+        reason: str,
+        event: Event,
+        fields: Mapping[str, object],
+    ) -> bool:
+        """Set the state (and `fields`) if the machine is in `expect`; add `event`; one transaction.
+
+        False (nothing written) when the machine is gone or another actor moved it first.
+        """
+        ...
+
+
+async def move(
+    store: TransitionWriter,
+    machine: MachineRecord,
+    signal: Signal,
+    reason: str,
+    *,
+    now: datetime,
+    kind: str = "machine.transition",
+    data: Mapping[str, object] | None = None,
+    fields: Mapping[str, object] | None = None,
+) -> bool:
+    """Apply `signal` to `machine` as the table says: the one writer of machine states.
+
+    Returns True when the machine moved (or the table keeps it where it is), False when
+    another actor moved it first. `kind` names the event row (`config.served` for the
+    config fetch, which the trust check reads back); `data` adds details to it.
+    """
+    before = S(machine.state)
+    after = next_state(before, signal)
+    if after == before and not fields:
+        return True
+    event = Event(
+        kind=kind,
+        at=now,
+        machine=machine.name,
+        severity=Severity.WARNING if after == S.FAILED else Severity.INFO,
+        message=f"{before.value} -> {after.value}: {reason}",
+        data={
+            "from": before.value,
+            "to": after.value,
+            "signal": signal.value,
+            "reason": reason,
+            **(data or {}),
+        },
+    )
+    return await store.write_transition(
+        machine.name,
+        after.value,
+        expect=[before.value],
+        reason=reason,
+        event=event,
+        fields=dict(fields or {}),
+    )

@@ -12,6 +12,8 @@ import uuid as uuid_mod
 from dataclasses import dataclass, field
 
 __all__ = [
+    "INSTALLED_STATES",
+    "Desired",
     "MachineState",
     "MachineSummary",
     "Role",
@@ -45,6 +47,23 @@ class MachineState(enum.StrEnum):
     PROVISIONED = "Provisioned"
     FAILED = "Failed"
     DEPROVISIONING = "Deprovisioning"
+
+
+INSTALLED_STATES = frozenset(
+    {MachineState.REBOOTING, MachineState.BOOTED_FROM_DISK, MachineState.TRUSTED, MachineState.PROVISIONED}
+)
+"""States in which an installed machine's PXE boot answers "boot from disk" (Sidero #961:
+only once the node itself reported its install finished). Here, not in the lifecycle
+table, because the store's records need it and the lifecycle imports the records."""
+
+
+class Desired(enum.StrEnum):
+    """What the operator asked for a machine (the reconciler moves it toward this)."""
+
+    NONE = "none"  # nothing asked, or a run gave up
+    PROVISIONED = "provisioned"
+    REPROVISION = "reprovision"  # deprovision, then provision again (one request)
+    DEPROVISIONED = "deprovisioned"
 
 
 _MAC_HEX = re.compile(r"[0-9a-f]{12}")

@@ -11,11 +11,18 @@ Signals come from the parts that see them, recorded in the database:
 - DHCP answers and iPXE script fetches are events with the machine's name
   (`dhcp.*`, `boot.script`), which the reconciler reads to say *where* a netboot stalled;
 - the config fetch moves Netbooting -> ConfigServed in the web layer (compare-and-set);
-- trust is checked here, by asking the node's API port for its certificate.
+- trust is checked here, by asking the node's API port for its certificate;
+- the node's own Talos events (provisioner/telemetry) arrive through `node_reported`:
+  installing, installed (rebooting), booted from disk, or an error that fails the run.
 
-Every transition is a compare-and-set with its event in the same transaction (Store.
-transition), so a daemon restart resumes where the last one stopped, and with several
-daemons on one database only the one holding a machine's claim drives it.
+The decision is pure (provisioner/reconcile.py): `decide(machine, now, timeouts)` returns
+the actions due (a move by a signal, a failure, giving up, or one of the I/O steps: power
+on, check the netboot's progress, check trust, deprovision); the pure `after_*` functions
+turn an I/O step's outcome into the next action. The `Reconciler` class only reads
+machines, claims them and performs actions. Every transition goes through
+`lifecycle.move`: a compare-and-set with its event in the same transaction, so a daemon
+restart resumes where the last one stopped, and with several daemons on one database
+only the one holding a machine's claim drives it.
 """
 
 from __future__ import annotations
@@ -23,33 +30,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
+from provisioner import lifecycle
 from provisioner.events import Event, EventSink, Severity, utcnow
-from provisioner.lifecycle import (
-    ACTIVE_STATES,
-    INSTALL_STATES,
-    Signal,
-    StageTimeouts,
-    is_legal,
-    next_state,
-    retry_delay,
-    stage_timeout,
-)
+from provisioner.lifecycle import Signal, StageTimeouts, is_legal
+from provisioner.model import Desired
 from provisioner.model import MachineState as S
-from provisioner.store.records import MachineRecord
-from provisioner.store.repository import Store
+from provisioner.reconcile import (
+    DEPROVISIONING_FAILED,
+    Action,
+    CheckNetboot,
+    CheckTrust,
+    Deprovision,
+    Fail,
+    GiveUp,
+    Move,
+    PowerOn,
+    TrustVerdict,
+    after_deprovision,
+    after_node_report,
+    after_power_on,
+    after_trust,
+    decide,
+    netboot_verdict,
+    wants_attention,
+)
+from provisioner.store.records import EventRecord, MachineRecord
 
-__all__ = ["PowerPort", "Reconciler", "TrustChecker", "TrustVerdict"]
+__all__ = [
+    "DEPROVISIONING_FAILED",
+    "Action",
+    "CheckNetboot",
+    "CheckTrust",
+    "Deprovision",
+    "Fail",
+    "GiveUp",
+    "Move",
+    "PowerOn",
+    "PowerPort",
+    "Reconciler",
+    "ReconcilerStore",
+    "TrustChecker",
+    "TrustVerdict",
+    "after_deprovision",
+    "after_node_report",
+    "after_power_on",
+    "after_trust",
+    "decide",
+    "netboot_verdict",
+    "wants_attention",
+]
 
 log = logging.getLogger(__name__)
 
 CLAIM_STALE_S = 60.0
-DEPROVISIONING_FAILED = "deprovisioning: "
-"""Prefix of a failure reason recorded by a deprovisioning run (its retries count apart)."""
 TRUST_POLL_S = 3.0
 
 
@@ -64,21 +101,40 @@ class PowerPort(Protocol):
         """Perform `action` on the machine's BMC."""
 
 
-@dataclass(frozen=True, slots=True)
-class TrustVerdict:
-    """The outcome of one trust check."""
-
-    ok: bool
-    reason: str = ""
-
-
 TrustChecker = Callable[[MachineRecord], Awaitable[TrustVerdict]]
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
+class ReconcilerStore(lifecycle.TransitionWriter, Protocol):
+    """The store operations the reconciler uses."""
+
+    async def get_machine(self, name: str) -> MachineRecord | None:
+        """One machine, or None."""
+        ...
+
+    async def list_machines(self) -> list[MachineRecord]:
+        """Every machine, by name."""
+        ...
+
+    async def claim(self, name: str, instance: str, *, stale_after_s: float) -> bool:
+        """Take (or keep) the right to drive a machine's run."""
+        ...
+
+    async def update_machine(self, name: str, *, event: Event | None = None, **fields: object) -> bool:
+        """Set plain fields (desired, attempts, ...)."""
+        ...
+
+    async def list_events(
+        self, *, machine: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """A machine's events, newest first."""
+        ...
+
+    async def release_machine(self, name: str, macs: Sequence[str], *, event: Event | None = None) -> int:
+        """Release the machine's leases and revoke its config tokens."""
+        ...
+
+
+# -- the shell ----------------------------------------------------------------------------
 
 
 class Reconciler:
@@ -86,7 +142,7 @@ class Reconciler:
 
     def __init__(
         self,
-        store: Store,
+        store: ReconcilerStore,
         events: EventSink,
         power: PowerPort,
         trust: TrustChecker,
@@ -129,13 +185,11 @@ class Reconciler:
                 log.exception("reconciler tick failed")
             await asyncio.sleep(self._interval)
 
-    # -- one pass -----------------------------------------------------------------------
-
     async def tick(self) -> None:
         """Look at every machine once and start the steps that are due."""
         self._inflight = {k: t for k, t in self._inflight.items() if not t.done()}
         for machine in await self._store.list_machines():
-            if machine.name in self._inflight or not self._wants_attention(machine):
+            if machine.name in self._inflight or not wants_attention(machine):
                 continue
             if not await self._store.claim(machine.name, self._instance, stale_after_s=CLAIM_STALE_S):
                 continue
@@ -148,201 +202,89 @@ class Reconciler:
         if self._inflight:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
-    @staticmethod
-    def _wants_attention(m: MachineRecord) -> bool:
-        state = S(m.state)
-        if state in ACTIVE_STATES:
-            return True
-        if m.desired in ("provisioned", "reprovision") and state in (S.REGISTERED, S.FAILED, S.PROVISIONED):
-            return not (state == S.PROVISIONED and m.desired == "provisioned")
-        return m.desired == "deprovisioned" and state != S.REGISTERED
-
     async def _step(self, m: MachineRecord) -> None:
         try:
-            await self._decide(m)
+            for action in decide(m, utcnow(), self.timeouts):
+                await self._perform(m, action)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("step for %s failed", m.name)
             await self._fail(m, f"internal error: {exc}")
 
-    async def _decide(self, m: MachineRecord) -> None:
-        state = S(m.state)
-        now = utcnow()
-        since = _aware(m.state_since) or now
-        elapsed = (now - since).total_seconds()
-        if m.desired in ("deprovisioned", "reprovision") and state not in (S.DEPROVISIONING, S.REGISTERED):
-            if state == S.FAILED and m.attempts > 0 and m.state_reason.startswith(DEPROVISIONING_FAILED):
-                await self._retry_or_give_up(m, elapsed, Signal.DEPROVISION)
-            else:
-                await self._move(
-                    m, Signal.DEPROVISION, f"{m.desired.removesuffix('ed')} requested", attempts=1
-                )
-            return
-        if state == S.DEPROVISIONING:
-            await self._deprovision(m, elapsed)
-            return
-        if state in (S.REGISTERED, S.PROVISIONED) and m.desired in ("provisioned", "reprovision"):
-            await self._move(m, Signal.PROVISION, "provision requested", attempts=1, installed=False)
-            if m.desired == "reprovision":
-                await self._store.update_machine(m.name, desired="provisioned")
-            return
-        if state == S.FAILED and m.desired == "provisioned":
-            if m.attempts == 0:  # the operator asked again: a fresh run, no backoff
-                await self._move(m, Signal.PROVISION, "provision requested again", attempts=1)
-            else:
-                await self._retry_or_give_up(m, elapsed, Signal.RETRY)
-            return
-        budget = stage_timeout(state, self.timeouts)
-        if budget is not None and elapsed > budget:
-            await self._fail(m, self._timeout_reason(state, budget))
-            return
-        if state == S.POWERING_ON:
-            await self._power_on(m)
-        elif state == S.NETBOOTING:
-            await self._check_netboot(m, since, elapsed)
-        elif state in INSTALL_STATES:
-            await self._check_trust(m)
-        elif state == S.TRUSTED:
-            await self._move(
-                m, Signal.SETTLED, "installed and trusted", installed=True, desired="provisioned"
-            )
-
-    # -- stages -------------------------------------------------------------------------
-
-    async def _power_on(self, m: MachineRecord) -> None:
-        try:
-            await self._power(m, "pxe_on")
-        except Exception as exc:  # the driver's message says what is wrong
-            await self._fail(m, f"power on failed: {exc}")
-            return
-        manual = m.bmc is None or m.bmc.driver == "manual"
-        reason = (
-            "no BMC: waiting for someone to power it on by hand" if manual else "set PXE once and powered on"
-        )
-        await self._move(m, Signal.POWERED_ON, reason)
-
-    async def _check_netboot(self, m: MachineRecord, since: datetime, elapsed: float) -> None:
-        t = self.timeouts
-        seen = await self._store.list_events(machine=m.name, since=since, limit=200)
-        kinds = {e.kind for e in seen}
-        dhcp_at = min((e.at for e in seen if e.kind.startswith("dhcp.")), default=None)
-        script_at = min((e.at for e in seen if e.kind == "boot.script"), default=None)
-        if dhcp_at is None and "boot.script" not in kinds:
-            if elapsed > t.dhcp:
-                await self._fail(m, f"never PXE-booted: no DHCP request within {t.dhcp:.0f}s of power on")
-            return
-        if script_at is None:
-            start = _aware(dhcp_at) or since
-            if (utcnow() - start).total_seconds() > t.script:
-                await self._fail(m, f"got DHCP but never fetched its iPXE script within {t.script:.0f}s")
-            return
-        start = _aware(script_at) or since
-        if (utcnow() - start).total_seconds() > t.config:
-            reason = f"fetched its iPXE script but not its config within {t.config:.0f}s"
-            await self._fail(m, reason + " (kernel/initramfs boot failed?)")
-
-    async def _check_trust(self, m: MachineRecord) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_trust_check.get(m.name, 0.0) < TRUST_POLL_S:
-            return
-        self._last_trust_check[m.name] = loop.time()
-        verdict = await self._trust(m)
-        if verdict.ok:
-            await self._move(
-                m, Signal.TRUSTED, verdict.reason or "node certificate chains to the cluster OS CA"
-            )
-        else:
-            log.debug("trust check of %s: %s", m.name, verdict.reason)
-
-    async def _retry_or_give_up(self, m: MachineRecord, elapsed: float, signal: Signal) -> None:
-        delay = retry_delay(m.attempts, self.timeouts)
-        if delay is None:
-            await self._store.update_machine(
-                m.name,
-                desired="none",
-                event=Event(
-                    kind="machine.gave_up",
-                    at=utcnow(),
-                    machine=m.name,
-                    severity=Severity.WARNING,
-                    message=f"giving up after {m.attempts} attempt(s): {m.state_reason}",
-                ),
-            )
-            return
-        if elapsed >= delay:
-            await self._move(
-                m, signal, f"retry {m.attempts + 1} after: {m.state_reason}", attempts=m.attempts + 1
-            )
-
-    async def _deprovision(self, m: MachineRecord, elapsed: float) -> None:
-        if elapsed > self.timeouts.deprovisioning:
-            await self._fail(m, f"{DEPROVISIONING_FAILED}timed out")
-            return
-        try:
-            await self._power(m, "off")
-        except Exception as exc:
-            await self._fail(m, f"{DEPROVISIONING_FAILED}power off failed: {exc}")
-            return
-        released = await self._store.release_machine(m.name, m.macs)
-        desired = "provisioned" if m.desired == "reprovision" else "none"
-        await self._move(
-            m,
-            Signal.DEPROVISIONED,
-            f"powered off, {released} lease(s) released, config tokens revoked",
-            installed=False,
-            desired=desired,
-            attempts=0,
-        )
-
-    # -- what the node says (Talos events, provisioner/telemetry) ----------------------
+    async def _perform(self, m: MachineRecord, action: Action | None) -> None:
+        match action:
+            case None:
+                return
+            case Move(signal, reason, fields):
+                await self._move(m, signal, reason, fields)
+            case Fail(reason):
+                await self._fail(m, reason)
+            case GiveUp(message):
+                await self._give_up(m, message)
+            case PowerOn():
+                await self._perform(m, after_power_on(m, await self._call_power(m, "pxe_on")))
+            case CheckNetboot(since):
+                seen = await self._store.list_events(machine=m.name, since=since, limit=200)
+                await self._perform(m, netboot_verdict(since, utcnow(), seen, self.timeouts))
+            case CheckTrust():
+                loop = asyncio.get_running_loop()
+                if loop.time() - self._last_trust_check.get(m.name, 0.0) < TRUST_POLL_S:
+                    return
+                self._last_trust_check[m.name] = loop.time()
+                verdict = await self._trust(m)
+                if not verdict.ok:
+                    log.debug("trust check of %s: %s", m.name, verdict.reason)
+                await self._perform(m, after_trust(verdict))
+            case Deprovision():
+                error = await self._call_power(m, "off")
+                released = 0 if error is not None else await self._store.release_machine(m.name, m.macs)
+                await self._perform(m, after_deprovision(m, error, released))
 
     async def node_reported(self, name: str, signal: Signal | None, message: str) -> bool:
-        """Move a machine on its node's own report; `signal` None means the node reports an error.
-
-        An error fails the install stages at once with the node's message; a signal the
-        table does not allow in the machine's state (a late or repeated event) is ignored.
-        """
+        """Apply a node's own report (`signal` None: the node reports an error); True if it moved."""
         m = await self._store.get_machine(name)
         if m is None:
             return False
-        state = S(m.state)
-        if signal is None:
-            if state not in INSTALL_STATES:
+        match after_node_report(m, signal, message):
+            case Move(sig, reason, fields):
+                return await self._move(m, sig, reason, fields)
+            case Fail(reason):
+                return await self._fail(m, reason)
+            case _:
                 return False
-            await self._fail(m, f"node reports: {message}")
-            return True
-        if not is_legal(state, signal):
-            return False
-        fields: dict[str, object] = {"installed": True} if signal == Signal.INSTALLED else {}
-        return await self._move(m, signal, f"node reports: {message}", **fields)
 
-    # -- helpers ------------------------------------------------------------------------
+    async def _call_power(self, m: MachineRecord, action: str) -> str | None:
+        """None on success, else the driver's message (it says what is wrong)."""
+        try:
+            await self._power(m, action)
+        except Exception as exc:
+            return str(exc)
+        return None
 
-    @staticmethod
-    def _timeout_reason(state: S, budget: float) -> str:
-        return f"{state.value} took longer than {budget:.0f}s"
-
-    async def _move(self, m: MachineRecord, signal: Signal, reason: str, **fields: object) -> bool:
-        before = S(m.state)
-        after = next_state(before, signal)
-        event = Event(
-            kind="machine.transition",
-            at=utcnow(),
-            machine=m.name,
-            severity=Severity.WARNING if after == S.FAILED else Severity.INFO,
-            message=f"{before.value} -> {after.value}: {reason}",
-            data={"from": before.value, "to": after.value, "signal": signal.value, "reason": reason},
+    async def _give_up(self, m: MachineRecord, message: str) -> None:
+        await self._store.update_machine(
+            m.name,
+            desired=Desired.NONE.value,
+            event=Event(
+                kind="machine.gave_up",
+                at=utcnow(),
+                machine=m.name,
+                severity=Severity.WARNING,
+                message=message,
+            ),
         )
-        moved = await self._store.transition(
-            m.name, after.value, reason=reason, expect=[before.value], event=event, fields=dict(fields)
-        )
+
+    async def _move(
+        self, m: MachineRecord, signal: Signal, reason: str, fields: Mapping[str, object] | None = None
+    ) -> bool:
+        moved = await lifecycle.move(self._store, m, signal, reason, now=utcnow(), fields=fields)
         if moved:
-            log.info("%s: %s -> %s (%s)", m.name, before.value, after.value, reason)
+            log.info("%s: %s -> %s (%s)", m.name, m.state, lifecycle.next_state(S(m.state), signal), reason)
         return moved
 
-    async def _fail(self, m: MachineRecord, reason: str) -> None:
+    async def _fail(self, m: MachineRecord, reason: str) -> bool:
         if is_legal(S(m.state), Signal.FAILED):
-            await self._move(m, Signal.FAILED, reason)
-        else:
-            log.error("%s: cannot fail from %s: %s", m.name, m.state, reason)
+            return await self._move(m, Signal.FAILED, reason)
+        log.error("%s: cannot fail from %s: %s", m.name, m.state, reason)
+        return False

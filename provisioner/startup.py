@@ -31,7 +31,6 @@ __all__ = [
     "StartupError",
     "binding",
     "check_tcp_bindable",
-    "database_error",
     "os_problem",
     "prepare_state_dir",
 ]
@@ -116,45 +115,6 @@ def prepare_state_dir(path: Path) -> None:
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
         raise StartupError("state_dir", path, f"not usable: {os_problem(exc)}{where}") from exc
-
-
-def _redacted_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown by scheme only
-        return url.split("://", 1)[0] + "://..."
-
-
-def database_error(database_url: str, effective_url: str, exc: BaseException) -> StartupError:
-    """A StartupError for a database that cannot be opened or reached at start.
-
-    Names `database_url` when it is set, else `state_dir` (the default SQLite file lives
-    there). The URL is shown with its password hidden.
-    """
-    setting = "database_url" if database_url else "state_dir"
-    return StartupError(setting, _redacted_url(effective_url), _db_problem(exc))
-
-
-def _db_problem(exc: BaseException) -> str:
-    # SQLAlchemy wraps the driver's error (`orig`) and appends SQL and a help link; asyncpg
-    # raises OSError subclasses for the socket. The innermost useful cause wins.
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno is not None:
-            return f"cannot connect: {os_problem(cause)}"
-        if isinstance(cause, TimeoutError):
-            return "cannot connect: no answer in time"
-        inner = getattr(cause, "orig", None) or cause.__cause__
-        if inner is None:
-            break
-        cause = inner
-    text = str(cause if cause is not None else exc).splitlines()
-    first = text[0] if text else ""
-    return f"cannot open the database: {first or type(exc).__name__}"
 
 
 class HeldLogs(logging.Handler):

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from provisioner.store.db import create_schema
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 
 pytest_plugins = ("tests.tiers",)  # marks the fast tier `make check` runs
 
@@ -120,9 +120,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(db_url: str, state_dir: Path) -> AsyncIterator[Store]:
-    """A Store with the schema created, on each database."""
-    st = Store.open(db_url, state_dir)
+async def store(db_url: str, state_dir: Path) -> AsyncIterator[SqlStore]:
+    """A SqlStore with the schema created, on each database."""
+    st = SqlStore.open(db_url, state_dir)
     await create_schema(st.engine)
     try:
         yield st
@@ -131,9 +131,9 @@ async def store(db_url: str, state_dir: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path: Path, state_dir: Path) -> AsyncIterator[Store]:
-    """A Store on SQLite only (for tests that are about logic, not the database)."""
-    st = Store.open(f"sqlite+aiosqlite:///{tmp_path}/provisioner.db", state_dir)
+async def sqlite_store(tmp_path: Path, state_dir: Path) -> AsyncIterator[SqlStore]:
+    """A SqlStore on SQLite only (for tests that are about logic, not the database)."""
+    st = SqlStore.open(f"sqlite+aiosqlite:///{tmp_path}/provisioner.db", state_dir)
     await create_schema(st.engine)
     try:
         yield st

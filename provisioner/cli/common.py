@@ -18,7 +18,7 @@ from rich.markup import escape
 from provisioner.settings import Settings, SettingsError, load_settings, resolve_config_path
 
 if TYPE_CHECKING:  # the database layer is imported only by commands that use it
-    from provisioner.store.repository import Store
+    from provisioner.store.repository import SqlStore
 
 __all__ = ["CliState", "console", "die", "emit_json", "err_console", "pass_state", "run", "safe"]
 
@@ -88,14 +88,14 @@ class CliState:
                 die(str(exc), code=2)
         return self._settings
 
-    def open_store(self) -> Store:
+    def open_store(self) -> SqlStore:
         """A store on the configured database (the caller closes it)."""
-        from provisioner.store.repository import Store
+        from provisioner.store.repository import SqlStore
 
         s = self.settings
-        return Store.open(s.db_url, s.state_dir)
+        return SqlStore.open(s.db_url, s.state_dir)
 
-    async def with_store(self, work: Callable[[Store], Awaitable[T]], *, migrate: bool = True) -> T:
+    async def with_store(self, work: Callable[[SqlStore], Awaitable[T]], *, migrate: bool = True) -> T:
         """Open the store (migrating the schema first), run `work`, close."""
         store = self.open_store()
         try:

@@ -15,13 +15,14 @@ import signal
 import sys
 from pathlib import Path
 
-from provisioner.dhcp.leases import MemoryLeaseStore
+from provisioner.dhcp.leases import LeaseStore, MemoryLeaseStore
 from provisioner.dhcp.service import DhcpService, TransportOptions
 from provisioner.events import Event
 from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
 from provisioner.settings import load_settings
 from provisioner.store.db import create_schema, make_engine
+from provisioner.store.leases import SqlLeaseStore
 
 
 class _LogSink:
@@ -44,16 +45,17 @@ async def _main(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings, {})
     index = _machines(args.machines)
     engine = None
+    store: LeaseStore
     if args.memory:
-        store: object = MemoryLeaseStore()
+        store = MemoryLeaseStore()
     else:
         engine = make_engine(args.db_url or settings.db_url)
         await create_schema(engine)
-        store = engine
+        store = SqlLeaseStore(engine)
     service = DhcpService(
         settings.dhcp,
         http_base_url=args.http_base_url or settings.http.base_url,
-        engine_or_store=store,  # type: ignore[arg-type]
+        leases=store,
         machines=lambda: index,
         events=_LogSink(),
         options=TransportOptions(
@@ -73,6 +75,7 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await service.stop()
+    await store.close()
     sys.stdout.write(json.dumps(service.counters(), sort_keys=True) + "\n")
     if engine is not None:
         await engine.dispose()

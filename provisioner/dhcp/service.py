@@ -18,11 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from provisioner.dhcp.book import LeaseBook
 from provisioner.dhcp.config import DEFAULT_CLIENT_PORT, DEFAULT_RELAY_PORT, config_from_settings
-from provisioner.dhcp.leases import GroupCommitter, LeaseStore, SqlLeaseStore, StoreError
+from provisioner.dhcp.leases import GroupCommitter, LeaseStore, SharedLeaseStore, StoreError
 from provisioner.dhcp.limits import DiscoveredMachine
 from provisioner.dhcp.pxe import BootFiles
 from provisioner.dhcp.server import DhcpServer, PendingAck
@@ -70,7 +68,7 @@ class DhcpService:
         settings: DhcpSettings,
         *,
         http_base_url: str,
-        engine_or_store: AsyncEngine | LeaseStore,
+        leases: LeaseStore,
         machines: Callable[[], MachineIndex],
         events: EventSink,
         discovered: Callable[[DiscoveredMachine], None] | None = None,
@@ -80,10 +78,7 @@ class DhcpService:
         self.settings = settings
         self.http_base_url = http_base_url
         self.opts = options or TransportOptions()
-        self._owns_store = isinstance(engine_or_store, AsyncEngine)
-        self.store: LeaseStore = (
-            SqlLeaseStore(engine_or_store) if isinstance(engine_or_store, AsyncEngine) else engine_or_store
-        )
+        self.store = leases
         self.machines = machines
         self.events = events
         self.discovered = discovered
@@ -173,8 +168,6 @@ class DhcpService:
                 await task
         self._tasks.clear()
         await self._committer.stop()
-        if self._owns_store:
-            await self.store.close()
 
     def counters(self) -> Mapping[str, int]:
         """Received / answered / dropped_<reason> and friends, summed over interfaces."""
@@ -216,12 +209,12 @@ class DhcpService:
             log.warning("lease write failed, not answering: %s", exc)
             return
         core.commit_done(pending, ok=future.result())
-        if not future.result() and isinstance(self.store, SqlLeaseStore):
+        if not future.result() and isinstance(self.store, SharedLeaseStore):
             asyncio.get_running_loop().create_task(self._learn(pending.lease.ip))
         self._drain(core, endpoint)
 
     async def _learn(self, ip: str) -> None:
-        if isinstance(self.store, SqlLeaseStore):
+        if isinstance(self.store, SharedLeaseStore):
             try:
                 winner = await self.store.fetch(ip)
             except Exception:

@@ -1,6 +1,6 @@
 """Power by machine name: resolves a machine's BMC from the store and runs the action.
 
-This is what the daemon registers as `rt.services["power"]`: the REST API calls
+The daemon gives this to the web layer (`WebRuntime.power`) and the reconciler: the REST API calls
 `power_action(name, action, ...)`, the reconciler calls it as its `PowerPort`
 (`pxe_on`, `off`). The BMC password stays encrypted until the driver needs it
 (`Secret.lazy`), and is never part of a result, event or error.

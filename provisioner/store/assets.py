@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlmodel import col
 
 from provisioner.events import Event, utcnow
-from provisioner.store.repository import Store, event_row
+from provisioner.store.repository import SqlStore, event_row
 from provisioner.store.tables import AssetSetRow, ClusterRow, MachineRow
 from provisioner.web.ipxe import RESERVED_KEYS
 
@@ -110,9 +110,9 @@ def _check_sha(value: str | None, what: str) -> str | None:
 
 
 class AssetSets:
-    """Asset set rows in the `Store` and their files under `root`."""
+    """Asset set rows in the `SqlStore` and their files under `root`."""
 
-    def __init__(self, store: Store, root: Path) -> None:
+    def __init__(self, store: SqlStore, root: Path) -> None:
         self._store = store
         self.root = root
 

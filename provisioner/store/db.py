@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 
 from provisioner.secretfile import private_db_file
+from provisioner.startup import StartupError, os_problem
 from provisioner.store import tables  # noqa: F401 - registers the tables on the metadata
 
-__all__ = ["create_schema", "is_sqlite", "make_engine"]
+__all__ = ["create_schema", "database_error", "is_sqlite", "make_engine"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -56,3 +57,40 @@ async def create_schema(engine: AsyncEngine) -> None:
     """Create every table directly (tests); production uses `provisioner db upgrade`."""
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.create_all)
+
+
+def _redacted_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown by scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
+def database_error(database_url: str, effective_url: str, exc: BaseException) -> StartupError:
+    """A StartupError for a database that cannot be opened or reached at start.
+
+    Names `database_url` when it is set, else `state_dir` (the default SQLite file lives
+    there). The URL is shown with its password hidden.
+    """
+    setting = "database_url" if database_url else "state_dir"
+    return StartupError(setting, _redacted_url(effective_url), _db_problem(exc))
+
+
+def _db_problem(exc: BaseException) -> str:
+    # SQLAlchemy wraps the driver's error (`orig`) and appends SQL and a help link; asyncpg
+    # raises OSError subclasses for the socket. The innermost useful cause wins.
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return f"cannot connect: {os_problem(cause)}"
+        if isinstance(cause, TimeoutError):
+            return "cannot connect: no answer in time"
+        inner = getattr(cause, "orig", None) or cause.__cause__
+        if inner is None:
+            break
+        cause = inner
+    text = str(cause if cause is not None else exc).splitlines()
+    first = text[0] if text else ""
+    return f"cannot open the database: {first or type(exc).__name__}"

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 from provisioner.store.tables import WindowHoldRow
 
 __all__ = ["HoldRecord", "WindowHolds"]
@@ -37,9 +37,9 @@ class HoldRecord:
 
 
 class WindowHolds:
-    """Frozen-window operations on a `Store`."""
+    """Frozen-window operations on a `SqlStore`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self._store = store
 
     async def get(self, machine: str) -> HoldRecord | None:

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from provisioner.lifecycle import INSTALLED_STATES
-from provisioner.model import MachineState, MachineSummary, Role
+from provisioner.model import INSTALLED_STATES, MachineState, MachineSummary, Role
 
 __all__ = ["BmcInfo", "ClusterRecord", "DiscoveredRecord", "EventRecord", "MachineRecord"]
 
@@ -114,3 +113,43 @@ class DiscoveredRecord:
     seen_count: int
     first_seen: datetime
     last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBmc:
+    """A machine's BMC as the inventory sees it: visible fields and the password ciphertext."""
+
+    fields: dict[str, Any]
+    """driver, address, port, username, password_ref, options."""
+    password_enc: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InventorySnapshot:
+    """The inventory part of the database, as plain values (read in one transaction).
+
+    Cluster fields: `CLUSTER_COLUMNS` and `spec`; machine fields: `MACHINE_COLUMNS`,
+    `spec` and `macs` (in NIC order). Lifecycle state is not part of the inventory.
+    """
+
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bmcs: dict[str, StoredBmc] = field(default_factory=dict)
+
+
+@dataclass
+class InventoryWrite:
+    """What an inventory apply writes, decided by the planner from a snapshot.
+
+    Written in this order: clusters put; machines deleted; unique values (uuid, ip, NICs)
+    of changed machines released; machines put with their NICs and `bmcs` (None deletes
+    the BMC); clusters deleted; events appended. One transaction.
+    """
+
+    put_clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delete_clusters: list[str] = field(default_factory=list)
+    delete_machines: list[str] = field(default_factory=list)
+    put_machines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bmcs: dict[str, StoredBmc | None] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)
+    """`provisioner.events.Event` values."""

@@ -1,31 +1,36 @@
-"""The Store: the narrow async interface over the database that the rest of the code uses.
+"""`SqlStore`: the `Store` (provisioner/store/base.py) on SQLAlchemy, SQLite or PostgreSQL.
 
 No ORM object leaves this module: callers get frozen records. Each method is one
 transaction. A state change and its event row are written in the same transaction, so
 the audit log never misses a transition that happened (and never records one that did not).
+`Store` is re-exported here for the modules that type against it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from provisioner.events import Event, utcnow
 from provisioner.secretfile import private_dir
+from provisioner.store.base import MAX_EVENT_PAGE, Store, bmc_context, check_plain_fields, cluster_context
 from provisioner.store.crypto import SecretBox, load_or_create_key
 from provisioner.store.db import make_engine
+from provisioner.store.inventory_sql import apply_write, read_snapshot
 from provisioner.store.records import (
     BmcInfo,
     ClusterRecord,
     DiscoveredRecord,
     EventRecord,
+    InventorySnapshot,
+    InventoryWrite,
     MachineRecord,
 )
 from provisioner.store.tables import (
@@ -37,34 +42,10 @@ from provisioner.store.tables import (
     LeaseRow,
     MachineRow,
     NicRow,
+    event_row,
 )
 
-__all__ = ["Store", "bmc_context", "cluster_context", "event_row"]
-
-MAX_EVENT_PAGE = 1000
-
-
-def bmc_context(machine: str) -> str:
-    """The associated-data label binding a BMC password ciphertext to its machine."""
-    return f"bmc:{machine}"
-
-
-def cluster_context(cluster: str) -> str:
-    """The associated-data label binding a secrets bundle ciphertext to its cluster."""
-    return f"cluster:{cluster}"
-
-
-def event_row(event: Event) -> EventRow:
-    """The table row for an event."""
-    return EventRow(
-        at=event.at,
-        kind=event.kind,
-        machine=event.machine,
-        severity=event.severity.value,
-        actor=event.actor,
-        message=event.message,
-        data=dict(event.data),
-    )
+__all__ = ["SqlStore", "Store", "bmc_context", "cluster_context", "event_row"]
 
 
 def _bmc_info(row: BmcRow | None) -> BmcInfo | None:
@@ -109,16 +90,21 @@ def machine_record(row: MachineRow, macs: Sequence[str], bmc: BmcRow | None) -> 
     )
 
 
-class Store:
-    """Async access to machines, clusters, events, leases and secrets."""
+class SqlStore:
+    """Async access to machines, clusters, events, leases and secrets, in SQL."""
 
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         self.engine = engine
-        self.box = box
+        self._box = box
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def box(self) -> SecretBox:
+        """Seals and opens secrets at rest."""
+        return self._box
+
     @classmethod
-    def open(cls, url: str, state_dir: Path) -> Store:
+    def open(cls, url: str, state_dir: Path) -> SqlStore:
         """A store on `url`, with the secret key from `state_dir` (or the environment)."""
         private_dir(state_dir)  # 0700: the key, the API token and the database live here
         return cls(make_engine(url), SecretBox(load_or_create_key(state_dir)))
@@ -126,6 +112,35 @@ class Store:
     async def close(self) -> None:
         """Release the connection pool."""
         await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer `SELECT 1`."""
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
+
+    # -- inventory --------------------------------------------------------------------
+
+    async def inventory_snapshot(self) -> InventorySnapshot:
+        """The inventory rows as plain values."""
+        async with self.session() as session:
+            return await read_snapshot(session)
+
+    async def apply_inventory(
+        self, plan: Callable[[InventorySnapshot], InventoryWrite], *, dry_run: bool
+    ) -> InventoryWrite:
+        """One transaction: snapshot, `plan`, write; a dry run rolls back."""
+        async with self._sessions() as session:
+            transaction = await session.begin()
+            try:
+                write = await apply_write(session, plan, utcnow())
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if dry_run:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+        return write
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -165,43 +180,47 @@ class Store:
             found = await self._records(session, [name])
         return found[0] if found else None
 
-    async def transition(
+    async def write_transition(
         self,
         name: str,
         to_state: str,
         *,
-        reason: str = "",
-        expect: Sequence[str] | None = None,
-        event: Event | None = None,
-        fields: dict[str, Any] | None = None,
+        expect: Sequence[str],
+        reason: str,
+        event: Event,
+        fields: Mapping[str, object],
     ) -> bool:
         """Move a machine to `to_state` if it is in one of `expect` (compare-and-set).
 
+        Only `provisioner.lifecycle.move` calls this: it decides the move from the table.
         Returns False (and writes nothing) when another actor moved it first: with
         several daemon instances on one database, this is what keeps a machine's run
         single-threaded.
         """
+        check_plain_fields(fields)
         now = utcnow()
         values: dict[str, Any] = {
             "state": to_state,
             "state_reason": reason,
             "state_since": now,
             "updated_at": now,
-            **(fields or {}),
+            **fields,
         }
-        query = update(MachineRow).where(col(MachineRow.name) == name)
-        if expect is not None:
-            query = query.where(col(MachineRow.state).in_(list(expect)))
+        query = (
+            update(MachineRow)
+            .where(col(MachineRow.name) == name)
+            .where(col(MachineRow.state).in_(list(expect)))
+        )
         async with self.session() as session:
             result = await session.execute(query.values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            if event is not None:
-                session.add(event_row(event))
+            session.add(event_row(event))
         return True
 
     async def update_machine(self, name: str, *, event: Event | None = None, **fields: Any) -> bool:  # noqa: ANN401
-        """Set plain fields of a machine (desired, attempts, owner, last_seen, ...)."""
+        """Set plain fields of a machine (desired, attempts, owner, last_seen, ...), never its state."""
+        check_plain_fields(fields)
         fields["updated_at"] = utcnow()
         async with self.session() as session:
             result = await session.execute(
@@ -468,6 +487,20 @@ class Store:
                 for r in rows
             ]
 
+    async def leased_addresses(self, *, now: datetime) -> dict[str, str]:
+        """Address -> machine of bound, unexpired leases that name their machine."""
+        async with self.session() as session:
+            rows = (
+                await session.execute(
+                    select(LeaseRow)
+                    .where(col(LeaseRow.state) == "bound")
+                    .where(col(LeaseRow.machine).is_not(None))
+                    .where(col(LeaseRow.expires_at) > now)
+                    .order_by(col(LeaseRow.ip))
+                )
+            ).scalars()
+            return {r.ip: r.machine for r in rows if r.machine}
+
     async def prune_events(self, *, before: datetime, max_rows: int) -> int:
         """Event retention: delete rows older than `before` and the oldest beyond `max_rows`."""
         async with self.session() as session:
@@ -487,3 +520,8 @@ class Store:
         """How many events the log holds."""
         async with self.session() as session:
             return int((await session.execute(select(func.count()).select_from(EventRow))).scalar_one())
+
+
+def _sql_conforms(store: SqlStore) -> Store:
+    """Mypy checks here that the SQL store is a `Store`."""
+    return store

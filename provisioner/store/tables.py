@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from provisioner.events import Event
+
 __all__ = [
     "AssetSetRow",
     "BmcRow",
@@ -29,6 +31,7 @@ __all__ = [
     "MachineRow",
     "NicRow",
     "WindowHoldRow",
+    "event_row",
 ]
 
 
@@ -224,3 +227,16 @@ class EventRow(SQLModel, table=True):
     actor: str = "system"
     message: str = ""
     data: dict[str, Any] = _json()
+
+
+def event_row(event: Event) -> EventRow:
+    """The table row for an event."""
+    return EventRow(
+        at=event.at,
+        kind=event.kind,
+        machine=event.machine,
+        severity=event.severity.value,
+        actor=event.actor,
+        message=event.message,
+        data=dict(event.data),
+    )

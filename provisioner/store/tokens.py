@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 from provisioner.store.tables import ConfigTokenRow, LeaseRow
 
 __all__ = ["ConfigTokens", "TokenRecord", "hash_token"]
@@ -58,9 +58,9 @@ def _record(row: ConfigTokenRow) -> TokenRecord:
 
 
 class ConfigTokens:
-    """Config token operations on a `Store`."""
+    """Config token operations on a `SqlStore`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self._store = store
 
     async def issue(self, machine: str, issued_to: str, *, now: datetime, ttl_s: float) -> str:

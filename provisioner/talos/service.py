@@ -1,8 +1,9 @@
 """The daemon's Talos parts: config rendering for the web layer, trustd, the trust check.
 
-- `config_service` registers `rt.services["config_renderer"]`: the web layer's config
-  endpoint calls it to render and validate a machine's config at the moment it is served.
-- `trustd_service` runs trustd on `[trustd] listen` for the clusters whose secrets are in
+- `make_config_renderer(store, extra=telemetry_suffix(settings))`: the web layer's config
+  endpoint calls it to render and validate a machine's config at the moment it is served
+  (with the telemetry documents appended when telemetry is on).
+- `TrustdPart` runs trustd on `[trustd] listen` for the clusters whose secrets are in
   the database (loaded at start: restart the daemon after adding a cluster's secrets).
   Talos dials trustd by IP without a server name, so one listener presents one TLS
   identity: with several clusters, the first by name is presented (and a warning logged);
@@ -13,22 +14,32 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
-from provisioner.daemon import Runtime
-from provisioner.events import Event, Severity, utcnow
+from provisioner.events import Event, EventSink, Severity, utcnow
+from provisioner.matching import MachineIndex
 from provisioner.reconciler import TrustVerdict
+from provisioner.settings import Settings, TrustdSettings
 from provisioner.startup import StartupError, check_tcp_bindable
+from provisioner.store.base import Store
 from provisioner.store.records import ClusterRecord, MachineRecord
-from provisioner.store.repository import Store
 from provisioner.talos.render import ConfigRenderError, load_secrets, render_machine_config
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.trustcheck import check_trusted
 from provisioner.talos.trustd import SanGuard, StaticResolver, TrustdServer, foreign_addresses, start_trustd
+from provisioner.telemetry.documents import telemetry_documents
+from provisioner.telemetry.settings import endpoints
 
-__all__ = ["TALOS_API_PORT", "config_service", "make_trust_checker", "trustd_service"]
+__all__ = [
+    "TALOS_API_PORT",
+    "TrustdPart",
+    "make_config_renderer",
+    "make_trust_checker",
+    "san_guard",
+    "telemetry_suffix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +47,27 @@ TALOS_API_PORT = 50000
 TRUST_CHECK_TIMEOUT_S = 3.0
 
 
-@asynccontextmanager
-async def config_service(rt: Runtime) -> AsyncIterator[None]:
-    """Register the config renderer the web layer's /config endpoint calls."""
-    extra = _telemetry_suffix(rt)
+def make_config_renderer(
+    store: Store, *, extra: bytes = b""
+) -> Callable[[MachineRecord, ClusterRecord], Awaitable[bytes]]:
+    """The web layer's config renderer: render and validate one machine's config now.
+
+    `extra` (telemetry_suffix) is appended to every config of a cluster that does not
+    opt out (`telemetry: false` in its spec).
+    """
 
     async def render(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
-        text = await render_machine_config(rt.store, machine, cluster)
+        text = await render_machine_config(store, machine, cluster)
         if extra and cluster.spec.get("telemetry", True) is not False:
             # Appended, so the Talos-generated documents above stay byte-identical.
             text += extra
         return text
 
-    rt.services["config_renderer"] = render
-    try:
-        yield
-    finally:
-        rt.services.pop("config_renderer", None)
+    return render
 
 
-def _telemetry_suffix(rt: Runtime) -> bytes:
+def telemetry_suffix(settings: Settings) -> bytes:
     """EventSinkConfig + KmsgLogConfig pointing at this daemon (empty when telemetry is off)."""
-    from urllib.parse import urlsplit
-
-    from provisioner.telemetry.documents import telemetry_documents
-    from provisioner.telemetry.settings import endpoints
-
-    settings = rt.settings
     if not settings.telemetry.enabled:
         return b""
     http_host = settings.http.host_port[0]
@@ -83,13 +88,30 @@ async def _bundles(store: Store) -> list[tuple[str, SecretsBundle]]:
     return found
 
 
-@asynccontextmanager
-async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
-    """Run trustd for the clusters with secrets (nothing to run without any)."""
-    settings = rt.settings.trustd
-    bundles = await _bundles(rt.store) if settings.enabled else []
-    server: TrustdServer | None = None
-    if bundles:
+class TrustdPart:
+    """trustd for the clusters with secrets (nothing runs without any); a daemon part."""
+
+    def __init__(
+        self,
+        settings: TrustdSettings,
+        store: Store,
+        machines: Callable[[], MachineIndex],
+        events: EventSink,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._machines = machines
+        self._events = events
+        self.server: TrustdServer | None = None
+
+    async def start(self) -> None:
+        """Load the bundles from the store and listen."""
+        settings = self._settings
+        bundles = await _bundles(self._store) if settings.enabled else []
+        if not bundles:
+            if settings.enabled:
+                log.info("trustd not started: no cluster has a secrets bundle yet")
+            return
         host, port = settings.host_port
         if len(bundles) > 1:
             log.warning(
@@ -97,7 +119,7 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
                 len(bundles),
                 bundles[0][0],
             )
-        clusters = await rt.store.list_clusters()
+        clusters = await self._store.list_clusters()
         names = sorted({host, *(_endpoint_host(c.endpoint) for c in clusters)} - {"0.0.0.0", ""})
         resolver = StaticResolver.from_bundles([b for _, b in bundles], names, datetime.now(UTC))
         # The cluster's own certSANs go into every machine's config (machine.certSANs), so
@@ -106,37 +128,35 @@ async def trustd_service(rt: Runtime) -> AsyncIterator[None]:
         # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
         check_tcp_bindable("trustd.listen", settings.listen, host, port)
         try:
-            server = await start_trustd(host, port, resolver, guard=san_guard(rt, declared))
+            guard = san_guard(self._machines, self._events, declared)
+            self.server = await start_trustd(host, port, resolver, guard=guard)
         except RuntimeError as exc:
             raise StartupError("trustd.listen", settings.listen, str(exc)) from exc
-        rt.services["trustd"] = server
-    elif settings.enabled:
-        log.info("trustd not started: no cluster has a secrets bundle yet")
-    try:
-        yield
-    finally:
-        rt.services.pop("trustd", None)
-        if server is not None:
-            await server.stop(grace=1.0)
+
+    async def stop(self) -> None:
+        """Stop listening (one second of grace for calls in flight)."""
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+            self.server = None
 
 
-def san_guard(rt: Runtime, declared: Collection[str] = ()) -> SanGuard:
+def san_guard(
+    machines: Callable[[], MachineIndex], events: EventSink, declared: Collection[str] = ()
+) -> SanGuard:
     """Refuse SANs naming another inventory machine's address; record every decision.
 
     `declared`: the clusters' own certSANs, which every machine's config carries.
     """
 
     def guard(peer: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> str | None:
-        inventory = [m.ip for m in rt.machines().all() if m.ip and m.ip not in declared]
+        inventory = [m.ip for m in machines().all() if m.ip and m.ip not in declared]
         foreign = foreign_addresses(ip_addresses, peer, inventory)
         data = {"peer": peer, "dns_names": list(dns_names), "ip_addresses": list(ip_addresses)}
         if foreign:
             reason = "CSR names another machine's address: " + ", ".join(foreign)
-            rt.events.emit(
-                Event("trustd.refused", utcnow(), severity=Severity.ALERT, message=reason, data=data)
-            )
+            events.emit(Event("trustd.refused", utcnow(), severity=Severity.ALERT, message=reason, data=data))
             return reason
-        rt.events.emit(Event("trustd.signed", utcnow(), message=f"certificate for {peer}", data=data))
+        events.emit(Event("trustd.signed", utcnow(), message=f"certificate for {peer}", data=data))
         return None
 
     return guard

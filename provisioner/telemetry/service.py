@@ -1,8 +1,10 @@
-"""The daemon's telemetry service: the hub, its two listeners and the address map.
+"""The daemon's telemetry part: the hub, its two listeners and the address map.
 
-`rt.services["telemetry"]` is the TelemetryHub (the API reads log rings from it; the
-lifecycle hook is `rt.services["node-progress"]`, a coroutine function set by whoever
-drives machine state, looked up per reading so the start order does not matter).
+`TelemetryPart` is built by the composition root (provisioner/daemon/build.py) with its
+ports: the settings, the event sink, the machine index, a `LeaseLister` (the store) for
+the address map, and a `ProgressHandler` that receives what each node's events say
+about its install (`node_progress_hook` adapts the reconciler's `node_reported`). The
+web layer reads the per-machine log rings from `TelemetryPart.hub`.
 """
 
 from __future__ import annotations
@@ -10,43 +12,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from provisioner.events import EventSink
 from provisioner.lifecycle import Signal
+from provisioner.matching import MachineIndex
 from provisioner.startup import StartupError, check_tcp_bindable, os_problem
 from provisioner.telemetry.hub import TelemetryHub
 from provisioner.telemetry.listeners import EventSinkServer, KmsgServer
 from provisioner.telemetry.progress import NodeSignal, Reading
-from provisioner.telemetry.settings import split_listen
+from provisioner.telemetry.settings import TelemetrySettings, split_listen
 
-if TYPE_CHECKING:
-    from provisioner.daemon import Runtime
-    from provisioner.reconciler import Reconciler
-
-__all__ = ["address_map", "node_progress_hook", "telemetry_service"]
+__all__ = [
+    "LeaseLister",
+    "NodeReports",
+    "ProgressHandler",
+    "TelemetryPart",
+    "address_map",
+    "node_progress_hook",
+]
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
 MISS_REFRESH_MIN_S = 0.5
 
+ProgressHandler = Callable[[str, Reading], Coroutine[Any, Any, None]]
+"""Receives (machine, reading) for every node event that says something about its install."""
 
-def address_map(
-    inventory: Mapping[str, str], leases: list[dict[str, object]], now: datetime
-) -> dict[str, str]:
+
+class LeaseLister(Protocol):
+    """The store operation the address map needs (store.base.Store.leased_addresses)."""
+
+    async def leased_addresses(self, *, now: datetime) -> dict[str, str]:
+        """Address -> machine for every bound, unexpired lease that names its machine."""
+        ...
+
+
+class NodeReports(Protocol):
+    """Who applies a node's report to the lifecycle (the reconciler)."""
+
+    async def node_reported(self, name: str, signal: Signal | None, message: str) -> bool:
+        """Move the machine on its node's report (`signal` None: the node reports an error)."""
+        ...
+
+
+def address_map(inventory: Mapping[str, str], leased: Mapping[str, str]) -> dict[str, str]:
     """Source address -> machine: bound, unexpired leases first, then inventory addresses."""
-    out = dict(inventory)
-    for lease in leases:
-        machine, ip, expires = lease.get("machine"), lease.get("ip"), lease.get("expires_at")
-        if not machine or not ip or lease.get("state") != "bound":
-            continue
-        if isinstance(expires, str) and datetime.fromisoformat(expires).replace(tzinfo=UTC) <= now:
-            continue
-        out[str(ip)] = str(machine)
-    return out
+    return {**inventory, **leased}
 
 
 _SIGNALS = {
@@ -57,8 +72,8 @@ _SIGNALS = {
 }
 
 
-def node_progress_hook(reconciler: Reconciler) -> Callable[[str, Reading], Awaitable[None]]:
-    """The coroutine the telemetry service calls with each reading (as `node-progress`)."""
+def node_progress_hook(reconciler: NodeReports) -> ProgressHandler:
+    """The telemetry part's `ProgressHandler`: each reading becomes a lifecycle signal."""
 
     async def hook(machine: str, reading: Reading) -> None:
         try:
@@ -72,16 +87,17 @@ def node_progress_hook(reconciler: Reconciler) -> Callable[[str, Reading], Await
 class _AddressBook:
     """Source address -> machine, reloaded every REFRESH_S and soon after a miss."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
+    def __init__(self, machines: Callable[[], MachineIndex], leases: LeaseLister) -> None:
+        self._machines = machines
+        self._leases = leases
         self.addresses: dict[str, str] = {}
         self._last_miss = 0.0
         self._wake = asyncio.Event()
 
     async def reload(self) -> None:
-        inventory = {m.ip: m.name for m in self._rt.machines().all() if m.ip}
-        leases = await self._rt.store.list_leases()
-        fresh = address_map(inventory, leases, datetime.now(UTC))
+        inventory = {m.ip: m.name for m in self._machines().all() if m.ip}
+        leased = await self._leases.leased_addresses(now=datetime.now(UTC))
+        fresh = address_map(inventory, leased)
         self.addresses.clear()
         self.addresses.update(fresh)
 
@@ -103,51 +119,64 @@ class _AddressBook:
             self._wake.clear()
 
 
-@asynccontextmanager
-async def telemetry_service(rt: Runtime) -> AsyncIterator[None]:
-    """Run the event sink and the kernel-log receiver while the daemon runs."""
-    settings = rt.settings.telemetry
-    if not settings.enabled:
-        yield
-        return
-    book = _AddressBook(rt)
+class TelemetryPart:
+    """The event sink and the kernel-log receiver (a daemon part: start, stop)."""
 
-    async def on_reading(machine: str, reading: Reading) -> None:
-        hook = rt.services.get("node-progress")
-        if hook is not None:
-            await hook(machine, reading)
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        http_host: str,
+        events: EventSink,
+        *,
+        machines: Callable[[], MachineIndex],
+        leases: LeaseLister,
+        progress: ProgressHandler | None = None,
+    ) -> None:
+        self._settings = settings
+        self._book = _AddressBook(machines, leases)
+        self.hub = TelemetryHub(
+            settings,
+            events,
+            addresses=lambda: self._book.addresses,
+            refresh=self._book.on_miss,
+            on_reading=progress,
+        )
+        self._events_listen = split_listen(settings.events_listen, http_host)
+        self._sink = EventSinkServer(self.hub, *self._events_listen)
+        self._logs = KmsgServer(
+            self.hub, *split_listen(settings.logs_listen, http_host), max_line=settings.log_line_max_bytes
+        )
+        self._task: asyncio.Task[None] | None = None
 
-    hub = TelemetryHub(
-        settings, rt.events, addresses=lambda: book.addresses, refresh=book.on_miss, on_reading=on_reading
-    )
-    http_host = rt.settings.http.host_port[0]
-    sink = EventSinkServer(hub, *split_listen(settings.events_listen, http_host))
-    logs = KmsgServer(
-        hub, *split_listen(settings.logs_listen, http_host), max_line=settings.log_line_max_bytes
-    )
-    await book.reload()
-    events_host, events_port = split_listen(settings.events_listen, http_host)
-    # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
-    check_tcp_bindable("telemetry.events_listen", settings.events_listen, events_host, events_port)
-    try:
-        await sink.start()
-    except OSError as exc:
-        raise StartupError("telemetry.events_listen", settings.events_listen, str(exc)) from exc
-    try:
-        await logs.start()
-    except OSError as exc:
-        await sink.stop()
-        raise StartupError("telemetry.logs_listen", settings.logs_listen, os_problem(exc)) from exc
-    task = asyncio.create_task(book.run(), name="telemetry-addresses")
-    rt.services["telemetry"] = hub
-    rt.counter_sources["telemetry"] = lambda: hub.counters
-    log.info("telemetry listening", extra={"events_port": sink.port, "logs_port": logs.port})
-    try:
-        yield
-    finally:
-        rt.services.pop("telemetry", None)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await logs.stop()
-        await sink.stop()
+    def counters(self) -> Mapping[str, int]:
+        """The hub's plain counters (accepted, dropped by reason)."""
+        return self.hub.counters
+
+    async def start(self) -> None:
+        """Load the address map, bind both listeners (a failed bind: StartupError naming the setting)."""
+        settings = self._settings
+        await self._book.reload()
+        events_host, events_port = self._events_listen
+        # gRPC reports a failed bind from C on stderr and as a bare RuntimeError: ask first.
+        check_tcp_bindable("telemetry.events_listen", settings.events_listen, events_host, events_port)
+        try:
+            await self._sink.start()
+        except OSError as exc:
+            raise StartupError("telemetry.events_listen", settings.events_listen, str(exc)) from exc
+        try:
+            await self._logs.start()
+        except OSError as exc:
+            await self._sink.stop()
+            raise StartupError("telemetry.logs_listen", settings.logs_listen, os_problem(exc)) from exc
+        self._task = asyncio.create_task(self._book.run(), name="telemetry-addresses")
+        log.info("telemetry listening", extra={"events_port": self._sink.port, "logs_port": self._logs.port})
+
+    async def stop(self) -> None:
+        """Stop the address refresh and both listeners."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._logs.stop()
+        await self._sink.stop()

@@ -18,21 +18,21 @@ import logging
 import mimetypes
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from provisioner.daemon import Runtime
 from provisioner.settings import Settings
 from provisioner.store.assets import AssetSets
 from provisioner.store.holds import WindowHolds
 from provisioner.store.tokens import ConfigTokens
+from provisioner.telemetry.settings import kernel_args
 from provisioner.tftp.files import FileSource
 from provisioner.web import assets, boot, config, firmware, health
 from provisioner.web.api import routes as api_routes
 from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api_token
-from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext
+from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext, WebRuntime
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
 
@@ -129,21 +129,17 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 def _telemetry_args(settings: Settings) -> tuple[str, ...]:
     """`talos.events.sink=` and `talos.logging.kernel=` for the install script (docs/talos.md)."""
-    from urllib.parse import urlsplit
-
-    from provisioner.telemetry.settings import kernel_args
-
     public_host = urlsplit(settings.http.base_url).hostname or settings.http.host_port[0]
     return kernel_args(settings.telemetry, settings.http.host_port[0], public_host)
 
 
 def create_app(
-    rt: Runtime,
+    rt: WebRuntime,
     *,
     api_token: str | None = None,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
-    """The machine-facing application (API token from state_dir/api-token by default)."""
+    """The machine-facing application over the web layer's ports (API token: state_dir/api-token)."""
     settings = rt.settings
     mimetypes.init()  # FileResponse consults it; load it now, not on the first download
     token = api_token if api_token is not None else load_or_create_api_token(settings.state_dir)

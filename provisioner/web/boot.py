@@ -6,9 +6,11 @@ import logging
 
 from aiohttp import web
 
+from provisioner import lifecycle
 from provisioner.events import Event, Severity, discovered_event, utcnow
+from provisioner.lifecycle import Signal
 from provisioner.matching import MachineIndex, RequestLabels, labels_from_raw
-from provisioner.model import MachineState, MachineSummary
+from provisioner.model import MachineSummary
 from provisioner.store.assets import NAME_RE
 from provisioner.web.claim import check_served_elsewhere, claim_refusal
 from provisioner.web.context import WebContext, ctx
@@ -149,21 +151,13 @@ async def _install(c: WebContext, *, record_name: str, source: str, platform: Bo
     held = await claim_refusal(c, record, source, now)
     if held is not None:
         return _script(c.ipxe.hold(machine=record_name, reason=held))
-    if record.state != MachineState.NETBOOTING.value:
-        moved = await store.transition(
-            record_name,
-            MachineState.NETBOOTING.value,
-            reason="iPXE script fetched",
-            expect=[record.state],
-            event=Event(
-                kind="machine.transition",
-                at=now,
-                machine=record_name,
-                data={"from": record.state, "to": MachineState.NETBOOTING.value, "source": source},
-            ),
-        )
-        if not moved:
-            return _refuse_boot(c, record_name, "state-changed", source)
+    # A signal, not a move: the lifecycle table decides (PoweringOn or Registered ->
+    # Netbooting; a second fetch while Netbooting stays and writes nothing).
+    moved = await lifecycle.move(
+        store, record, Signal.SCRIPT_FETCHED, "iPXE script fetched", now=now, data={"source": source}
+    )
+    if not moved:
+        return _refuse_boot(c, record_name, "state-changed", source)
     token = await c.tokens.issue(record_name, source, now=now, ttl_s=c.token_ttl_s)
     try:
         text = c.ipxe.install(

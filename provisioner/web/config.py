@@ -12,7 +12,7 @@ The config carries cluster secrets, so every check below must pass, in this orde
 4. the requester's address fetched the script carrying the token (`issued_to`) or holds
    the machine's bound lease;
 5. the machine is in the provisioning window (`policy.CONFIG_DELIVERY_STATES`);
-6. the renderer (`rt.services["config_renderer"]`) produces the body; if it is missing or
+6. the renderer (`WebRuntime.renderer`) produces the body; if it is missing or
    fails the answer is 503 and the machine goes to Failed with the reason;
 7. the token is spent (compare-and-set) and the machine moves Netbooting -> ConfigServed
    (compare-and-set), and only then are the bytes sent.
@@ -31,13 +31,14 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from provisioner import lifecycle
 from provisioner.events import Event, Severity, utcnow
+from provisioner.lifecycle import Signal
 from provisioner.matching import labels_from_raw
-from provisioner.model import MachineState
 from provisioner.store.records import MachineRecord
 from provisioner.web.context import TOKEN_ID, TOKEN_MACHINE, WebContext, ctx
 from provisioner.web.policy import CONFIG_DELIVERY_STATES
-from provisioner.web.protocols import ConfigRefusedError, ConfigRenderer
+from provisioner.web.protocols import ConfigRefusedError
 
 __all__ = ["fetch_config", "routes"]
 
@@ -123,7 +124,7 @@ async def _check(c: WebContext, request: web.Request, token: str, source: str) -
 
 async def _render(c: WebContext, machine: MachineRecord) -> bytes:
     """Check 6: the body, or RefusedError(503) after failing the machine."""
-    renderer: ConfigRenderer | None = c.rt.services.get("config_renderer")
+    renderer = c.rt.renderer
     cluster = await c.rt.store.get_cluster(machine.cluster) if machine.cluster else None
     reason = ""
     body = b""
@@ -143,20 +144,7 @@ async def _render(c: WebContext, machine: MachineRecord) -> bytes:
             if not isinstance(body, bytes) or not body:
                 reason = "renderer-failed: empty config"
     if reason:
-        await c.rt.store.transition(
-            machine.name,
-            MachineState.FAILED.value,
-            reason=f"config: {reason}",
-            expect=[machine.state],
-            event=Event(
-                kind="machine.transition",
-                at=utcnow(),
-                machine=machine.name,
-                severity=Severity.WARNING,
-                message=reason,
-                data={"from": machine.state, "to": MachineState.FAILED.value},
-            ),
-        )
+        await lifecycle.move(c.rt.store, machine, Signal.FAILED, f"config: {reason}", now=utcnow())
         raise RefusedError(503, reason.split(":", 1)[0])
     return body
 
@@ -184,17 +172,14 @@ async def _deliver(c: WebContext, machine: MachineRecord, token_id: int, source:
     now = utcnow()
     if not await c.tokens.spend(token_id, source, now=now):
         raise RefusedError(403, "token-replayed", Severity.ALERT)
-    served = await c.rt.store.transition(
-        machine.name,
-        MachineState.CONFIG_SERVED.value,
-        reason="config fetched",
-        expect=[MachineState.NETBOOTING.value],
-        event=Event(
-            kind="config.served",
-            at=now,
-            machine=machine.name,
-            data={"source": source, "token_id": token_id, "bytes": size},
-        ),
+    served = await lifecycle.move(
+        c.rt.store,
+        machine,
+        Signal.CONFIG_SERVED,
+        "config fetched",
+        now=now,
+        kind="config.served",
+        data={"source": source, "token_id": token_id, "bytes": size},
     )
     if not served:
         raise RefusedError(403, "not-provisioning")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
+from provisioner.talos.schematic import SchematicError, schematic_id_of
+
 __all__ = [
     "FACTORY_URL",
     "DownloadError",
@@ -49,8 +51,6 @@ def schematic_id(schematic: str) -> str:
     (provisioner.talos.schematic), so comments, indentation and key order do not matter;
     a schematic the factory would refuse (unknown key...) is an error naming file:line.
     """
-    from provisioner.talos.schematic import SchematicError, schematic_id_of
-
     value = schematic.strip().lower()
     if _SCHEMATIC_RE.fullmatch(value):
         return value

@@ -1,7 +1,7 @@
 """/metrics: Prometheus text format from a registry of our own (never the global one).
 
 What is exported:
-- every service's plain counters (`Runtime.counters()`), generically, as
+- every service's plain counters (`WebRuntime.counters()`), generically, as
   `provisioner_<service>_<name>_total`;
 - HTTP requests by route, method and status, and request latency by route;
 - machines per lifecycle state (from the in-memory machine index);

@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass
 
 from provisioner.lifecycle import CONFIG_DELIVERY_STATES
-from provisioner.model import MachineState
+from provisioner.model import Desired, MachineState
 from provisioner.store.records import MachineRecord
 
 __all__ = [
@@ -69,6 +69,6 @@ def decide_boot(machine: MachineRecord) -> BootDecision:
         return BootDecision(BootAction.DISK, "installed", mode if mode in DISK_MODES else "exit")
     if summary.state in NETBOOT_STATES:
         return BootDecision(BootAction.INSTALL, "provisioning")
-    if summary.state == MachineState.REGISTERED and summary.desired == "provisioned":
+    if summary.state == MachineState.REGISTERED and summary.desired == Desired.PROVISIONED:
         return BootDecision(BootAction.INSTALL, "provision-requested")
     return BootDecision(BootAction.HOLD, f"state-{summary.state.value}")

@@ -1,4 +1,4 @@
-"""The web service in the daemon: the machine listener and the operators' API listener.
+"""The web part of the daemon: the machine listener and the operators' API listener.
 
 `[http] listen` and `[api] listen` (optionally TLS) are two aiohttp runners sharing one context.
 
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from provisioner.daemon import Runtime
 from provisioner.startup import StartupError, binding
 from provisioner.web.app import create_api_app, create_app
+from provisioner.web.context import WebRuntime
 from provisioner.web.tls import server_context
 
-__all__ = ["IDLE_TIMEOUT_S", "WebServer", "web_service"]
+__all__ = ["IDLE_TIMEOUT_S", "WebServer"]
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +28,11 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class WebServer:
-    """The running HTTP servers (registered as `rt.services["web"]`): `port` and `api_port`."""
+    """The HTTP servers on `[http] listen` and `[api] listen` (a daemon part): `port`, `api_port`."""
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: WebRuntime,
         *,
         app: web.Application | None = None,
         api_app: web.Application | None = None,
@@ -103,16 +101,3 @@ class WebServer:
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
-
-
-@asynccontextmanager
-async def web_service(rt: Runtime) -> AsyncIterator[None]:
-    """The daemon's web part (see provisioner/services.py)."""
-    server = WebServer(rt)
-    await server.start()
-    rt.services["web"] = server
-    try:
-        yield
-    finally:
-        rt.services.pop("web", None)
-        await server.stop()

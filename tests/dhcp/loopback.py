@@ -16,6 +16,7 @@ from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
 from provisioner.settings import DhcpSettings
 from provisioner.store.db import create_schema, make_engine
+from provisioner.store.leases import SqlLeaseStore
 
 KNOWN_MAC = "52:54:00:77:00:11"
 MACHINES = [
@@ -114,10 +115,13 @@ def loopback_service(
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     engine = make_engine(db_url) if db_url is not None else None
+    leases = (
+        SqlLeaseStore(engine) if engine is not None else (store if store is not None else MemoryLeaseStore())
+    )
     service = DhcpService(
         dhcp,
         http_base_url="http://127.0.0.1:8080",
-        engine_or_store=engine or (store if store is not None else MemoryLeaseStore()),
+        leases=leases,
         machines=lambda: index,
         events=events,
         options=TransportOptions(
@@ -136,6 +140,7 @@ def loopback_service(
     finally:
         asyncio.run_coroutine_threadsafe(service.stop(), loop).result(10)
         if engine is not None:
+            asyncio.run_coroutine_threadsafe(leases.close(), loop).result(10)
             # The engine's connections belong to this loop: dispose of them on it.
             asyncio.run_coroutine_threadsafe(engine.dispose(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

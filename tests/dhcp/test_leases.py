@@ -16,10 +16,10 @@ from provisioner.dhcp.leases import (
     BrokenLeaseStore,
     GroupCommitter,
     MemoryLeaseStore,
-    SqlLeaseStore,
     StoreError,
 )
 from provisioner.store.db import create_schema, make_engine
+from provisioner.store.leases import SqlLeaseStore
 from tests.dhcp.loopback import loopback_service
 from tests.dhcp.packets import client_packet
 

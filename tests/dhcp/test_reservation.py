@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import pytest
 
 from provisioner.dhcp.book import Lease
-from provisioner.dhcp.leases import SqlLeaseStore
 from provisioner.model import MachineSummary
 from provisioner.store.db import make_engine
+from provisioner.store.leases import SqlLeaseStore
 from tests.dhcp.harness import MACHINES, NOW, SERVER, Harness, make_config, subnet
 from tests.dhcp.loopback import loopback_service
 from tests.dhcp.packets import client_packet, mac_bytes, reply_options

@@ -9,7 +9,6 @@ Real gRPC over TLS on loopback; the guard is the one the daemon wires in.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -20,11 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
-from provisioner.daemon import Runtime
 from provisioner.events import MemoryEventSink, Severity
 from provisioner.matching import MachineIndex
 from provisioner.model import MachineSummary
-from provisioner.settings import Settings
 from provisioner.talos.service import san_guard
 from provisioner.talos.trustd import StaticResolver, foreign_addresses, start_trustd
 from tests.talos.conftest import NOW
@@ -62,16 +59,15 @@ def test_foreign_addresses() -> None:
 
 async def test_worker_cannot_get_another_machines_address(fresh_bundle: SecretsBundle) -> None:
     events = MemoryEventSink()
-    rt = Runtime(
-        settings=Settings(),
-        store=None,  # type: ignore[arg-type] - the guard only reads the machine index
-        events=events,
-        instance="t",
-        stopping=asyncio.Event(),
-        _index=MachineIndex(MACHINES),
-    )
+    index = MachineIndex(MACHINES)
+
+    def machines() -> MachineIndex:
+        return index
+
     resolver = StaticResolver.from_bundles([fresh_bundle], ["127.0.0.1"], NOW)
-    server = await start_trustd("127.0.0.1", 0, resolver, clock=lambda: NOW, guard=san_guard(rt))
+    server = await start_trustd(
+        "127.0.0.1", 0, resolver, clock=lambda: NOW, guard=san_guard(machines, events)
+    )
     try:
         ca, token = _worker_view(fresh_bundle)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -87,7 +83,7 @@ async def test_worker_cannot_get_another_machines_address(fresh_bundle: SecretsB
     # A cluster certSAN the operator declared (every machine's config carries it) is allowed
     # even when it is an inventory machine's address (a control-plane IP used as endpoint).
     server = await start_trustd(
-        "127.0.0.1", 0, resolver, clock=lambda: NOW, guard=san_guard(rt, {"127.0.0.5"})
+        "127.0.0.1", 0, resolver, clock=lambda: NOW, guard=san_guard(machines, events, {"127.0.0.5"})
     )
     try:
         declared = await _call(server.port, ca, token, _csr("127.0.0.1", "127.0.0.5"))

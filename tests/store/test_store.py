@@ -1,7 +1,13 @@
-"""Store behaviour on SQLite and on the real PostgreSQL server the suite starts."""
+"""The Store contract: one suite run on MemoryStore, SQL on SQLite and SQL on PostgreSQL.
+
+Tests taking `contract_store` run on all three; the few taking `store` are about the SQL
+database itself (constraints, migrations) and run on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,9 +15,12 @@ from sqlalchemy import select
 
 from provisioner.events import Event, Severity, utcnow
 from provisioner.inventory import apply_inventory, load_inventory
-from provisioner.store.db import make_engine
+from provisioner.inventory.export import export_inventory
+from provisioner.store.broken import BrokenStore, StoreUnavailableError
+from provisioner.store.db import create_schema, make_engine
+from provisioner.store.memory import MemoryStore
 from provisioner.store.migrate import current_revision, upgrade
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore, Store
 from provisioner.store.tables import LeaseRow
 
 INVENTORY = """
@@ -36,6 +45,59 @@ macs: [52:54:00:00:00:02]
 """
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def contract_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Which implementation: "memory", or the database URL of the SQL store."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/provisioner.db"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_database_url"))
+    return "memory"
+
+
+@pytest.fixture
+async def contract_store(contract_url: str, state_dir: Path) -> AsyncIterator[Store]:
+    """The same tests on every Store implementation."""
+    if contract_url == "memory":
+        yield MemoryStore()
+        return
+    sql = SqlStore.open(contract_url, state_dir)
+    await create_schema(sql.engine)
+    try:
+        yield sql
+    finally:
+        await sql.close()
+
+
+async def put_lease(
+    store: Store,
+    ip: str,
+    mac: str,
+    state: str = "bound",
+    *,
+    machine: str | None = None,
+    expires_in_s: float = 0.0,
+) -> None:
+    """A lease row as the DHCP lease store writes it."""
+    now = utcnow()
+    expires = now + timedelta(seconds=expires_in_s)
+    if isinstance(store, MemoryStore):
+        store.leases[ip] = {
+            "ip": ip,
+            "mac": mac,
+            "hostname": "",
+            "state": state,
+            "expires_at": expires.isoformat(),
+            "machine": machine,
+        }
+        return
+    assert isinstance(store, SqlStore)
+    async with store.session() as session:
+        session.add(
+            LeaseRow(ip=ip, mac=mac, state=state, expires_at=expires, updated_at=now, machine=machine)
+        )
+
+
 async def seed(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "inv.yaml"
     path.write_text(INVENTORY)
@@ -44,7 +106,8 @@ async def seed(store: Store, tmp_path: Path) -> None:
     await apply_inventory(store, inv)
 
 
-async def test_machines_round_trip(store: Store, tmp_path: Path) -> None:
+async def test_machines_round_trip(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
     await seed(store, tmp_path)
     machines = await store.list_machines()
     assert [m.name for m in machines] == ["m1", "m2"]
@@ -59,18 +122,29 @@ async def test_machines_round_trip(store: Store, tmp_path: Path) -> None:
     assert await store.get_machine("nope") is None
 
 
-async def test_transition_is_compare_and_set_with_event(store: Store, tmp_path: Path) -> None:
+async def test_transition_is_compare_and_set_with_event(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
     await seed(store, tmp_path)
     ev = Event(kind="machine.transition", at=utcnow(), machine="m1", data={"to": "PoweringOn"})
-    assert await store.transition("m1", "PoweringOn", expect=["Registered"], event=ev)
+    kw = {"expect": ["Registered"], "reason": "test", "event": ev, "fields": {}}
+    assert await store.write_transition("m1", "PoweringOn", **kw)  # type: ignore[arg-type]
     # a second actor expecting the old state loses and writes nothing
-    assert not await store.transition("m1", "PoweringOn", expect=["Registered"], event=ev)
+    assert not await store.write_transition("m1", "PoweringOn", **kw)  # type: ignore[arg-type]
     assert (await store.get_machine("m1")).state == "PoweringOn"  # type: ignore[union-attr]
     events = await store.list_events(machine="m1", kind="machine.transition")
     assert len(events) == 1
 
 
-async def test_events_filter_and_paginate(store: Store) -> None:
+async def test_state_is_not_a_plain_field(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
+    await seed(store, tmp_path)
+    with pytest.raises(ValueError, match="lifecycle"):
+        await store.update_machine("m1", state="Provisioned")
+    assert (await store.get_machine("m1")).state == "Registered"  # type: ignore[union-attr]
+
+
+async def test_events_filter_and_paginate(contract_store: Store) -> None:
+    store = contract_store
     now = utcnow()
     await store.append_events(
         [
@@ -90,7 +164,8 @@ async def test_events_filter_and_paginate(store: Store) -> None:
     assert [e.kind for e in await store.list_events(severity="alert")] == ["config.refused"]
 
 
-async def test_cluster_secrets_encrypted(store: Store, tmp_path: Path) -> None:
+async def test_cluster_secrets_encrypted(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
     await seed(store, tmp_path)
     assert await store.put_cluster_secrets("c1", b"cluster: {secret: abc}")
     assert await store.get_cluster_secrets("c1") == b"cluster: {secret: abc}"
@@ -99,13 +174,129 @@ async def test_cluster_secrets_encrypted(store: Store, tmp_path: Path) -> None:
     assert cluster is not None and cluster.has_secrets
 
 
-async def test_discovered_upsert(store: Store) -> None:
+async def test_discovered_upsert(contract_store: Store) -> None:
+    store = contract_store
     await store.record_discovered("52:54:00:99:00:01", arch="x86_64-efi", source="dhcp")
     await store.record_discovered(
         "52:54:00:99:00:01", uuid="00000000-0000-4000-8000-000000000099", source="dhcp"
     )
     [row] = await store.list_discovered()
     assert row.seen_count == 2 and row.arch == "x86_64-efi" and row.uuid.endswith("99")  # type: ignore[union-attr]
+
+
+async def test_discovered_table_is_capped_and_new_rows_reported(contract_store: Store) -> None:
+    store = contract_store
+    macs = [f"52:54:00:99:01:{i:02x}" for i in range(5)]
+    assert [await store.record_discovered(mac, source="http", limit=3) for mac in macs] == [True] * 5
+    assert not await store.record_discovered(macs[-1], source="http", limit=3)  # seen again
+    assert sorted(r.mac for r in await store.list_discovered()) == macs[2:]
+
+
+async def test_prune_events_by_age_and_count(contract_store: Store) -> None:
+    store = contract_store
+    now = utcnow()
+    old = [Event(kind="old", at=now - timedelta(days=10)) for _ in range(3)]
+    await store.append_events([*old, *(Event(kind=f"new{i}", at=now) for i in range(5))])
+    assert await store.prune_events(before=now - timedelta(days=1), max_rows=3) == 5
+    assert [e.kind for e in await store.list_events()] == ["new4", "new3", "new2"]
+
+
+async def test_inventory_export_applies_with_no_changes(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
+    await seed(store, tmp_path)
+    text = await export_inventory(store)
+    assert "Sup3rSecretPw" not in text
+    again = tmp_path / "again.yaml"
+    again.write_text(text)
+    plan = await apply_inventory(store, load_inventory([again]))
+    assert plan.empty, plan.changes
+
+
+async def test_inventory_dry_run_and_swap(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
+    await seed(store, tmp_path)
+    swapped = INVENTORY.replace("52:54:00:00:00:02", "52:54:00:00:00:XX")
+    swapped = swapped.replace(
+        "[52:54:00:00:00:01, 52:54:00:00:01:01]", "[52:54:00:00:00:02, 52:54:00:00:01:01]"
+    )
+    swapped = swapped.replace("52:54:00:00:00:XX", "52:54:00:00:00:01")
+    path = tmp_path / "swap.yaml"
+    path.write_text(swapped)
+    dry = await apply_inventory(store, load_inventory([path]), dry_run=True)
+    assert dry.counts() == {"added": 0, "changed": 2, "removed": 0}
+    assert (await store.get_machine("m1")).macs[0] == "52:54:00:00:00:01"  # type: ignore[union-attr]
+    plan = await apply_inventory(store, load_inventory([path]))
+    assert plan.counts() == dry.counts()
+    assert (await store.get_machine("m1")).macs == ("52:54:00:00:00:02", "52:54:00:00:01:01")  # type: ignore[union-attr]
+    assert (await store.get_machine("m2")).macs == ("52:54:00:00:00:01",)  # type: ignore[union-attr]
+    assert len(await store.list_events(kind="inventory.changed")) == 2
+    # pruning removes what the files no longer list
+    only_m2 = tmp_path / "m2.yaml"
+    only_m2.write_text("kind: Machine\nname: m2\nmacs: [52:54:00:00:00:01]\n")
+    pruned = await apply_inventory(store, load_inventory([only_m2]), prune=True)
+    assert pruned.counts() == {"added": 0, "changed": 0, "removed": 2}
+    assert [m.name for m in await store.list_machines()] == ["m2"]
+    assert await store.list_clusters() == []
+
+
+async def test_claims_and_plain_fields(contract_store: Store, tmp_path: Path) -> None:
+    store = contract_store
+    await seed(store, tmp_path)
+    assert await store.claim("m1", "one", stale_after_s=60)
+    assert await store.claim("m1", "one", stale_after_s=60)  # renewing is fine
+    assert not await store.claim("m1", "two", stale_after_s=60)
+    assert await store.claim("m1", "two", stale_after_s=-1)  # a stale claim is taken over
+    assert (await store.get_machine("m1")).owner == "two"  # type: ignore[union-attr]
+    assert not await store.claim("nope", "one", stale_after_s=60)
+    ev = Event(kind="machine.gave_up", at=utcnow(), machine="m1")
+    assert await store.update_machine("m1", desired="provisioned", attempts=2, event=ev)
+    m1 = await store.get_machine("m1")
+    assert m1 is not None and (m1.desired, m1.attempts) == ("provisioned", 2)
+    assert [e.kind for e in await store.list_events(machine="m1")] == ["machine.gave_up", "inventory.added"]
+    assert not await store.update_machine("nope", desired="provisioned")
+
+
+async def test_leased_addresses_are_bound_unexpired_and_attributed(contract_store: Store) -> None:
+    # telemetry's source attribution (telemetry/service.py): only a live lease names a node
+    store = contract_store
+    await put_lease(store, "10.0.0.100", "52:54:00:00:00:01", machine="m1", expires_in_s=600)
+    await put_lease(store, "10.0.0.101", "52:54:00:00:00:02", machine="m2", expires_in_s=-600)
+    await put_lease(store, "10.0.0.102", "52:54:00:00:00:03", "offered", machine="m3", expires_in_s=600)
+    await put_lease(store, "10.0.0.103", "52:54:00:00:00:04", expires_in_s=600)  # no machine
+    await put_lease(store, "10.0.0.104", "52:54:00:00:00:05", "released", machine="m5", expires_in_s=600)
+    assert await store.leased_addresses(now=utcnow()) == {"10.0.0.100": "m1"}
+    assert await store.leased_addresses(now=utcnow() + timedelta(seconds=601)) == {}
+
+
+async def test_release_machine_releases_only_its_held_leases(contract_store: Store) -> None:
+    store = contract_store
+    await put_lease(store, "10.0.0.100", "52:54:00:00:00:01")
+    await put_lease(store, "10.0.0.101", "52:54:00:00:01:01", state="offered")
+    await put_lease(store, "10.0.0.102", "52:54:00:00:00:01", state="expired")
+    await put_lease(store, "10.0.0.103", "52:54:00:00:00:02")
+    assert await store.release_machine("m1", ["52:54:00:00:00:01", "52:54:00:00:01:01"]) == 2
+    states = {lease["ip"]: lease["state"] for lease in await store.list_leases()}
+    assert states == {
+        "10.0.0.100": "released",
+        "10.0.0.101": "released",
+        "10.0.0.102": "expired",
+        "10.0.0.103": "bound",
+    }
+
+
+async def test_ping(contract_store: Store) -> None:
+    await contract_store.ping()
+
+
+async def test_broken_store_raises_from_every_operation() -> None:
+    broken: Store = BrokenStore()
+    with pytest.raises(StoreUnavailableError):
+        await broken.ping()
+    with pytest.raises(StoreUnavailableError):
+        await broken.list_machines()
+    with pytest.raises(StoreUnavailableError):
+        await broken.record_discovered("52:54:00:00:00:01")
+    assert broken.box.open(broken.box.seal(b"x", "c"), "c") == b"x"
 
 
 async def test_lease_ip_is_unique_in_the_database(store: Store) -> None:
@@ -135,7 +326,7 @@ async def test_migrations_upgrade_empty_database(db_url: str, state_dir: Path) -
         assert await current_revision(engine) == head
     finally:
         await engine.dispose()
-    store = Store.open(db_url, state_dir)
+    store = SqlStore.open(db_url, state_dir)
     try:
         assert await store.list_machines() == []
     finally:

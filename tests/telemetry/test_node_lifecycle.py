@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.daemon import Runtime
+from provisioner.directory import MachineDirectory
 from provisioner.events import MemoryEventSink
 from provisioner.inventory import apply_inventory, load_inventory
 from provisioner.reconciler import Reconciler, TrustVerdict
@@ -19,7 +19,7 @@ from provisioner.store.records import MachineRecord
 from provisioner.store.repository import Store
 from provisioner.talos.api.pb.common import common_pb2
 from provisioner.talos.api.pb.machine import machine_pb2 as m
-from provisioner.telemetry.service import node_progress_hook, telemetry_service
+from provisioner.telemetry.service import TelemetryPart, node_progress_hook
 from provisioner.web.policy import BootAction, decide_boot
 from tests.conftest import free_port
 from tests.telemetry.test_sink import publish
@@ -47,14 +47,25 @@ async def node(sqlite_store: Store, tmp_path: Path) -> AsyncIterator[tuple[Store
     rec = Reconciler(
         sqlite_store, sink, Power(set()), never_trusted, instance="t", timeouts=FAST, interval=0.05
     )
-    rt = Runtime(settings=settings, store=sqlite_store, events=sink, instance="t", stopping=asyncio.Event())
-    await rt.refresh_machines()
-    rt.services["node-progress"] = node_progress_hook(rec)
+    directory = MachineDirectory(sqlite_store)
+    await directory.refresh()
+    # Wired as the daemon wires it (provisioner/daemon/build.py): the reconciler's hook.
+    part = TelemetryPart(
+        settings.telemetry,
+        settings.http.host_port[0],
+        sink,
+        machines=directory.current,
+        leases=sqlite_store,
+        progress=node_progress_hook(rec),
+    )
     await sqlite_store.update_machine("n1", desired="provisioned")
     await run_until(rec, sqlite_store, lambda ms: ms["n1"].state == "Netbooting")
     await boot_signals(sqlite_store, "n1")  # DHCP, script, config fetch: ConfigServed
-    async with telemetry_service(rt):
+    await part.start()
+    try:
         yield sqlite_store, rec, events_port
+    finally:
+        await part.stop()
 
 
 async def wait_state(store: Store, state: str, within: float) -> tuple[MachineRecord, float]:

@@ -13,7 +13,6 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from provisioner.daemon import Runtime
 from provisioner.eventlog import DatabaseEventSink
 from provisioner.events import MemoryEventSink
 from provisioner.matching import MachineIndex
@@ -25,7 +24,7 @@ from provisioner.talos.api.pb.machine import machine_pb2 as m
 from provisioner.telemetry.hub import TelemetryHub
 from provisioner.telemetry.pb.events import events_pb2, events_pb2_grpc
 from provisioner.telemetry.progress import NodeSignal, Reading
-from provisioner.telemetry.service import telemetry_service
+from provisioner.telemetry.service import TelemetryPart
 from tests.conftest import free_port
 
 
@@ -37,15 +36,21 @@ def request(message: object, event_id: str = "ev1") -> events_pb2.EventRequest:
 
 class Env:
     def __init__(
-        self, rt: Runtime, sink: DatabaseEventSink, readings: list[tuple[str, Reading, float]]
+        self,
+        part: TelemetryPart,
+        store: Store,
+        sink: DatabaseEventSink,
+        readings: list[tuple[str, Reading, float]],
     ) -> None:
-        self.rt = rt
+        self.part = part
+        self.store = store
         self.sink = sink
         self.readings = readings
+        self.index = MachineIndex([MachineSummary(name="n1", macs=("52:54:00:00:00:01",), ip="127.0.0.1")])
 
     @property
     def hub(self) -> TelemetryHub:
-        return self.rt.services["telemetry"]
+        return self.part.hub
 
 
 @pytest.fixture
@@ -66,17 +71,27 @@ async def env(sqlite_store: Store, tmp_path: Path) -> AsyncIterator[tuple[Env, i
     )
     sink = DatabaseEventSink(sqlite_store, interval=0.05)
     await sink.start()
-    rt = Runtime(settings=settings, store=sqlite_store, events=sink, instance="t", stopping=asyncio.Event())
-    rt._index = MachineIndex([MachineSummary(name="n1", macs=("52:54:00:00:00:01",), ip="127.0.0.1")])
     readings: list[tuple[str, Reading, float]] = []
 
     async def hook(machine: str, reading: Reading) -> None:
         readings.append((machine, reading, time.monotonic()))
 
-    rt.services["node-progress"] = hook
-    async with telemetry_service(rt):
-        yield Env(rt, sink, readings), events_port, logs_port
-    await sink.stop()
+    holder: list[Env] = []
+    part = TelemetryPart(
+        settings.telemetry,
+        settings.http.host_port[0],
+        sink,
+        machines=lambda: holder[0].index,
+        leases=sqlite_store,
+        progress=hook,
+    )
+    holder.append(Env(part, sqlite_store, sink, readings))
+    await part.start()
+    try:
+        yield holder[0], events_port, logs_port
+    finally:
+        await part.stop()
+        await sink.stop()
 
 
 async def publish(port: int, *messages: object, host: str = "127.0.0.1") -> None:
@@ -107,7 +122,7 @@ async def test_talos_events_are_stored_as_readable_lines_within_one_second(env: 
     )
     lines: list[str] = []
     while time.monotonic() - sent < 1.0:
-        lines = await node_events(e.rt.store)
+        lines = await node_events(e.store)
         if len(lines) == 6:
             break
         await asyncio.sleep(0.02)
@@ -157,14 +172,14 @@ async def test_failed_install_sequence_is_an_error(env: tuple[Env, int, int]) ->
 
 async def test_unknown_source_is_counted_and_dropped(env: tuple[Env, int, int]) -> None:
     e, events_port, _ = env
-    e.rt._index = MachineIndex([])  # the machine's address is no longer known
+    e.index = MachineIndex([])  # the machine's address is no longer known
     e.hub._refresh()  # the address book reloads soon after a miss  # type: ignore[misc]
     await asyncio.sleep(0.3)
     await publish(events_port, m.TaskEvent(task="x", action=m.TaskEvent.START))
     await asyncio.sleep(0.3)
     assert e.hub.counters["events_unknown_source"] == 1, dict(e.hub.counters)
     assert e.hub.counters["events_accepted"] == 0
-    assert await node_events(e.rt.store) == []
+    assert await node_events(e.store) == []
 
 
 async def test_malformed_any_is_counted(env: tuple[Env, int, int]) -> None:
@@ -184,7 +199,7 @@ async def test_per_source_bound(env: tuple[Env, int, int]) -> None:
     # The writer task may be mid-flush: wait for it (it flushes every 50 ms here).
     stored: list[str] = []
     for _ in range(100):
-        stored = await node_events(e.rt.store)
+        stored = await node_events(e.store)
         if len(stored) >= e.hub.counters["events_accepted"]:
             break
         await asyncio.sleep(0.02)
@@ -262,13 +277,13 @@ async def test_a_taken_port_is_a_one_line_startup_error(sqlite_store: Store, tmp
                 },
             }
         )
-        rt = Runtime(
-            settings=settings,
-            store=sqlite_store,
-            events=MemoryEventSink(),
-            instance="t",
-            stopping=asyncio.Event(),
+        part = TelemetryPart(
+            settings.telemetry,
+            settings.http.host_port[0],
+            MemoryEventSink(),
+            machines=lambda: MachineIndex([]),
+            leases=sqlite_store,
         )
         with pytest.raises(StartupError, match=rf"^telemetry.events_listen 127.0.0.1:{port}: "):
-            async with telemetry_service(rt):
-                pass
+            await part.start()
+        await part.stop()

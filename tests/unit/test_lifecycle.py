@@ -75,7 +75,12 @@ def test_expected_table_size_and_key_rules() -> None:
     assert not is_legal(S.PROVISIONED, Signal.INSTALLED)
     for state in (S.CONFIG_SERVED, S.INSTALLING, S.REBOOTING, S.BOOTED_FROM_DISK):
         assert next_state(state, Signal.TRUSTED) == S.TRUSTED
-    assert len(TRANSITIONS) == 35
+    # the web layer's "script fetched" only ever lands in Netbooting, and only from the
+    # states whose stage-two answer is an install script (web/policy.py)
+    fetched = {s for (s, sig) in TRANSITIONS if sig == Signal.SCRIPT_FETCHED}
+    assert fetched == {S.REGISTERED, S.POWERING_ON, S.NETBOOTING}
+    assert {TRANSITIONS[(s, Signal.SCRIPT_FETCHED)] for s in fetched} == {S.NETBOOTING}
+    assert len(TRANSITIONS) == 38
 
 
 def test_retry_backoff_is_bounded() -> None:

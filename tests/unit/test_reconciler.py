@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import lifecycle
 from provisioner.events import Event, MemoryEventSink, utcnow
 from provisioner.inventory import apply_inventory, load_inventory
-from provisioner.lifecycle import StageTimeouts
+from provisioner.lifecycle import Signal, StageTimeouts
 from provisioner.reconciler import Reconciler, TrustVerdict
 from provisioner.store.records import MachineRecord
 from provisioner.store.repository import Store
@@ -50,7 +51,9 @@ async def boot_signals(store: Store, name: str) -> None:
     await store.append_events(
         [Event(kind="dhcp.ack", at=now, machine=name), Event(kind="boot.script", at=now, machine=name)]
     )
-    assert await store.transition(name, "ConfigServed", expect=["Netbooting"])
+    machine = await store.get_machine(name)
+    assert machine is not None
+    assert await lifecycle.move(store, machine, Signal.CONFIG_SERVED, "config fetched", now=now)
 
 
 async def run_until(

@@ -1,4 +1,4 @@
-"""Web fixtures: a Runtime on a real database and the web server on a free loopback port."""
+"""Web fixtures: the web layer's ports (WebRuntime) on a real database and the web server on a free loopback port."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ async def test_power_without_service_is_503(env: Env, http: aiohttp.ClientSessio
 async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
     power = FakePower({"m1", "m2"}, broken={"m2"})
-    env.rt.services["power"] = power
+    env.rt.power = power
     url = env.api + "/api/v1/machines/{}/power"
     async with http.post(url.format("m1"), headers=env.auth(), json={"action": "on"}) as r:
         assert r.status == 200
@@ -182,7 +182,7 @@ async def test_power_actions(env: Env, http: aiohttp.ClientSession) -> None:
 
 async def test_power_service_bug_is_500_not_a_bmc_failure(env: Env, http: aiohttp.ClientSession) -> None:
     await seed(env)
-    env.rt.services["power"] = FakePower({"m1"}, crashing={"m1"})
+    env.rt.power = FakePower({"m1"}, crashing={"m1"})
     async with http.post(
         env.api + "/api/v1/machines/m1/power", headers=env.auth(), json={"action": "status"}
     ) as r:
@@ -248,7 +248,7 @@ async def test_client_against_live_server(env: Env) -> None:
     from provisioner.web.client import ApiClient, ApiError, DaemonUnreachableError
 
     await seed(env)
-    env.rt.services["power"] = FakePower({"m1", "m2"})
+    env.rt.power = FakePower({"m1", "m2"})
     client = ApiClient(env.api, "test-api-token-0123456789")
 
     def calls() -> None:

@@ -52,7 +52,7 @@ async def test_schemathesis_with_token(env_any: Env) -> None:
     await add_machine(env.store, "m2", [MAC2], state="Provisioned", installed=True)
     await add_lease(env.store, "10.77.0.100", MAC1, "m1")
     await env.refresh()
-    env.rt.services["power"] = FakePower({"m1", "m2"})
+    env.rt.power = FakePower({"m1", "m2"})
     code, out = await run_schemathesis(env, "--header", f"Authorization: Bearer {API_TOKEN}")
     assert code == 0, out[-6000:]
 

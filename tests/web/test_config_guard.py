@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import update
 from webenv import MAC1, MAC2, UUID1, UUID2, Env, add_asset_set, add_cluster, add_lease, add_machine, hexhyp
 
+from provisioner import lifecycle
 from provisioner.events import Severity, utcnow
+from provisioner.lifecycle import Signal
 from provisioner.store.records import ClusterRecord, MachineRecord
 from provisioner.store.tables import ConfigTokenRow
 
@@ -29,7 +31,7 @@ async def setup(env: Env, *, renderer: bool = True) -> None:
     await add_machine(env.store, "m2", [MAC2], uuid=UUID2, state="PoweringOn")
     await env.refresh()
     if renderer:
-        env.rt.services["config_renderer"] = render
+        env.rt.renderer = render
 
 
 async def token_for(http: aiohttp.ClientSession, env: Env, mac: str = MAC1) -> str:
@@ -161,7 +163,10 @@ async def test_lease_of_another_machine_does_not_help(env: Env, http: aiohttp.Cl
 async def test_machine_not_provisioning(env: Env, http: aiohttp.ClientSession) -> None:
     await setup(env)
     token = await token_for(http, env)
-    assert await env.store.transition("m1", "Registered", expect=["Netbooting"])
+    # an operator's deprovision moved it out of the provisioning window after the script
+    m1 = await env.store.get_machine("m1")
+    assert m1 is not None
+    assert await lifecycle.move(env.store, m1, Signal.DEPROVISION, "deprovision requested", now=utcnow())
     async with http.get(talos_url(env, token)) as r:
         assert r.status == 403
     assert refusals(env) == [("not-provisioning", "warning")]
@@ -198,7 +203,7 @@ async def test_renderer_raising_fails_machine(env: Env, http: aiohttp.ClientSess
     async def broken(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
         raise RuntimeError("secrets bundle missing")
 
-    env.rt.services["config_renderer"] = broken
+    env.rt.renderer = broken
     token = await token_for(http, env)
     async with http.get(talos_url(env, token)) as r:
         assert r.status == 503
@@ -217,7 +222,7 @@ async def test_renderer_refusal_fails_machine_with_its_reason(env: Env, http: ai
     async def refusing(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
         raise ConfigRenderError(f"machine {machine.name}: generated config is invalid: {rule}")
 
-    env.rt.services["config_renderer"] = refusing
+    env.rt.renderer = refusing
     token = await token_for(http, env)
     async with http.get(talos_url(env, token)) as r:
         assert r.status == 503

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from provisioner.daemon import Runtime
+from provisioner.matching import MachineIndex
 from provisioner.settings import Settings, TftpSettings
 from provisioner.web.app import create_app
+from provisioner.web.context import WebRuntime
 
 
 async def test_serves_allow_listed_binaries_only(
     tmp_path: Path, sqlite_store: object, state_dir: Path
 ) -> None:
-    import asyncio
 
     from provisioner.events import MemoryEventSink
 
@@ -25,13 +25,13 @@ async def test_serves_allow_listed_binaries_only(
     (tmp_path / "secret").write_text("outside")
     (root / "ipxe.efi").symlink_to(tmp_path / "secret")
     settings = Settings(state_dir=state_dir, tftp=TftpSettings(ipxe_dir=root))
-    rt = Runtime(
+    rt = WebRuntime(
         settings=settings,
         store=sqlite_store,
         events=MemoryEventSink(),
         instance="t",
-        stopping=asyncio.Event(),
-    )  # type: ignore[arg-type]
+        machines=lambda: MachineIndex([]),
+    )
     async with TestClient(TestServer(create_app(rt, api_token="x"))) as client:
         ok = await client.get("/tftp/snponly.efi")
         assert ok.status == 200

@@ -108,7 +108,7 @@ async def test_real_ipxe_boots_kernel_with_talos_config(qemu_env: Env, tmp_path:
     # The token in the kernel's command line is the one the server issued: Talos's fetch works.
     token = re.search(r"t=([^&]+)", config)
     assert token is not None
-    env.rt.services["config_renderer"] = _render
+    env.rt.renderer = _render
     async with aiohttp.ClientSession() as http:
         url = f"{env.base}/config?mac={NIC1.replace(':', '%3A')}&t={token.group(1)}&uuid={UUID}"
         async with http.get(url) as r:

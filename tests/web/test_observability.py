@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from webenv import Env, start_env
 
-from provisioner.store.repository import Store
+from provisioner.store.repository import SqlStore
 
 
 async def test_healthz_and_boot_script(env: Env, http: aiohttp.ClientSession) -> None:
@@ -25,7 +25,7 @@ async def test_healthz_and_boot_script(env: Env, http: aiohttp.ClientSession) ->
 
 
 async def test_healthz_503_when_database_unreachable(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    broken = Store.open("postgresql+asyncpg://postgres@127.0.0.1:1/none", tmp_path)
+    broken = SqlStore.open("postgresql+asyncpg://postgres@127.0.0.1:1/none", tmp_path)
     broken_env = None
     try:
         broken_env = await _start_without_db(broken, tmp_path)
@@ -40,7 +40,7 @@ async def test_healthz_503_when_database_unreachable(tmp_path: Path, http: aioht
         await broken.close()
 
 
-async def _start_without_db(store: Store, state_dir: Path) -> Env:
+async def _start_without_db(store: SqlStore, state_dir: Path) -> Env:
     original = store.list_machines
 
     async def empty() -> list:  # type: ignore[type-arg]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.daemon import Runtime
+from provisioner.directory import MachineDirectory
 from provisioner.events import MemoryEventSink, utcnow
 from provisioner.power.base import PowerFailedError
 from provisioner.settings import Settings
 from provisioner.store.repository import Store
 from provisioner.store.tables import ClusterRow, LeaseRow, MachineRow, NicRow
 from provisioner.web.app import create_app
-from provisioner.web.context import CTX, WebContext
+from provisioner.web.context import CTX, WebContext, WebRuntime
 from provisioner.web.service import WebServer
 
 API_TOKEN = "test-api-token-0123456789"
@@ -30,7 +29,8 @@ def free_port() -> int:
 
 @dataclass
 class Env:
-    rt: Runtime
+    rt: WebRuntime
+    directory: MachineDirectory
     events: MemoryEventSink
     server: WebServer
     base: str
@@ -46,7 +46,7 @@ class Env:
         return {"Authorization": f"Bearer {API_TOKEN}"}
 
     async def refresh(self) -> None:
-        await self.rt.refresh_machines()
+        await self.directory.refresh()
 
     @property
     def app_ctx(self) -> WebContext:
@@ -134,13 +134,16 @@ async def start_env(store: Store, state_dir: Path, **app_kw: Any) -> Env:
         dhcp=dhcp,
     )
     events = MemoryEventSink()
-    rt = Runtime(settings=settings, store=store, events=events, instance="test:1", stopping=asyncio.Event())
-    await rt.refresh_machines()
+    directory = MachineDirectory(store)
+    rt = WebRuntime(
+        settings=settings, store=store, events=events, instance="test:1", machines=directory.current
+    )
+    await directory.refresh()
     server = WebServer(rt, app=create_app(rt, api_token=API_TOKEN, **app_kw), idle_timeout_s=idle)
     await server.start()
-    rt.services["web"] = server
     return Env(
         rt=rt,
+        directory=directory,
         events=events,
         server=server,
         base=f"http://127.0.0.1:{server.port}",

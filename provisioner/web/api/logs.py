@@ -1,6 +1,6 @@
 """/api/v1/machines/{name}/logs: the node's kernel log (Talos `talos.logging.kernel`/`KmsgLogConfig`).
 
-The lines live in the telemetry service's per-machine ring (memory, bounded by
+The lines live in the telemetry part's per-machine ring (`WebRuntime.logs`) (memory, bounded by
 `telemetry.log_lines`), so they are this daemon's: another instance has its own.
 `/logs` is a snapshot; `/logs/stream` is the same as NDJSON followed by new lines as
 they arrive, until the client goes away or `max_s` passes.
@@ -13,9 +13,9 @@ import time
 
 from aiohttp import web
 
-from provisioner.telemetry.hub import TelemetryHub
 from provisioner.web.api.common import checked_name, int_param, json_error, json_ok
 from provisioner.web.context import ctx
+from provisioner.web.protocols import KernelLogs
 
 __all__ = ["MAX_LINES", "routes"]
 
@@ -24,13 +24,12 @@ MAX_STREAM_S = 86_400
 _WAIT_S = 1.0
 
 
-async def _hub_and_name(request: web.Request) -> tuple[TelemetryHub | None, str]:
+async def _hub_and_name(request: web.Request) -> tuple[KernelLogs | None, str]:
     c = ctx(request)
     name = checked_name(request)
     if await c.rt.store.get_machine(name) is None:
         raise web.HTTPNotFound(text="no such machine")
-    hub = c.rt.services.get("telemetry")
-    return (hub if isinstance(hub, TelemetryHub) else None), name
+    return c.rt.logs, name
 
 
 def _not_running() -> web.Response:

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from provisioner.events import Severity
-from provisioner.model import MachineState
+from provisioner.model import Desired, MachineState
 from provisioner.power.base import REASONS, PowerFailedError
 from provisioner.web.api.common import (
     MAX_ID,
@@ -19,7 +19,7 @@ from provisioner.web.api.common import (
     read_json_object,
 )
 from provisioner.web.context import ctx
-from provisioner.web.protocols import POWER_ACTIONS, PowerService
+from provisioner.web.protocols import POWER_ACTIONS
 
 __all__ = ["routes"]
 
@@ -64,33 +64,33 @@ async def machine_events(request: web.Request) -> web.Response:
     return json_ok({"items": items, "next_before": items[-1].id if len(items) == limit else None})
 
 
-async def _set_desired(request: web.Request, desired: str, what: str) -> web.Response:
+async def _set_desired(request: web.Request, desired: Desired, what: str) -> web.Response:
     c = ctx(request)
     name = checked_name(request)
     await read_json_object(request, set())
-    event = audit(request, what, machine=name, data={"desired": desired})
+    event = audit(request, what, machine=name, data={"desired": desired.value})
     # attempts=0 marks a fresh operator request: the reconciler starts a new run at once
     # instead of treating it as a retry of the last failed one (provisioner/reconciler.py).
-    if not await c.rt.store.update_machine(name, desired=desired, attempts=0, event=event):
+    if not await c.rt.store.update_machine(name, desired=desired.value, attempts=0, event=event):
         raise web.HTTPNotFound(text="no such machine")
-    if desired in ("deprovisioned", "reprovision"):
+    if desired in (Desired.DEPROVISIONED, Desired.REPROVISION):
         await c.tokens.revoke_machine(name)
-    return json_ok({"machine": name, "desired": desired}, status=202)
+    return json_ok({"machine": name, "desired": desired.value}, status=202)
 
 
 async def provision(request: web.Request) -> web.Response:
     """POST /api/v1/machines/{name}/provision: ask the reconciler to provision it."""
-    return await _set_desired(request, "provisioned", "provision")
+    return await _set_desired(request, Desired.PROVISIONED, "provision")
 
 
 async def deprovision(request: web.Request) -> web.Response:
     """POST /api/v1/machines/{name}/deprovision: ask the reconciler to wipe and release it."""
-    return await _set_desired(request, "deprovisioned", "deprovision")
+    return await _set_desired(request, Desired.DEPROVISIONED, "deprovision")
 
 
 async def reprovision(request: web.Request) -> web.Response:
     """POST /api/v1/machines/{name}/reprovision: deprovision, then provision from scratch."""
-    return await _set_desired(request, "reprovision", "reprovision")
+    return await _set_desired(request, Desired.REPROVISION, "reprovision")
 
 
 async def release(request: web.Request) -> web.Response:
@@ -132,7 +132,7 @@ async def power(request: web.Request) -> web.Response:
     c = ctx(request)
     name = checked_name(request)
     action, kw = _power_args(await read_json_object(request, {"action", "device", "persistent"}))
-    service: PowerService | None = c.rt.services.get("power")
+    service = c.rt.power
     if service is None:
         raise web.HTTPServiceUnavailable(text="power service not running")
     if await c.rt.store.get_machine(name) is None:
