@@ -12,12 +12,20 @@ timeout and a signal that ends it:
     Registered --script_fetched--> Netbooting     powered by hand with desired=provisioned:
                                                   a machine without a BMC still works
     Netbooting --config_served--> ConfigServed    DHCP, iPXE script, then the one config fetch
-    ConfigServed --trusted--> Trusted             the node's API port presents a certificate
-                                                  chained to the cluster's OS CA
+    ConfigServed --installing--> Installing       the node's Talos events: phase install started
+    Installing --installed--> Rebooting           ...the install finished (kexec/reboot phase);
+                                                  from here its PXE boots answer "boot from disk"
+    Rebooting --booted--> BootedFromDisk          ...a boot sequence started after the install
+    (ConfigServed|Installing|Rebooting|BootedFromDisk) --trusted--> Trusted
+                                                  the node's API port presents a certificate
+                                                  chained to the cluster's OS CA (a node that
+                                                  sends no events goes straight from ConfigServed)
     Trusted --settled--> Provisioned              recorded as installed: only now may a PXE
                                                   boot of it answer "boot from disk"
 
-Any active stage may end in `Failed` (timeout or error, with the reason). A failed run is
+Any active stage may end in `Failed` (timeout or error, with the reason); a node's own
+error event (install sequence failed, config load/validation error) fails the install
+stages at once with the node's message. A failed run is
 retried from PoweringOn with exponential backoff while attempts remain; then it stays
 Failed until an operator asks again. This is what keeps the field's wipe/boot loops away
 (Sidero #1321, Omni bare-metal #37): a retry is counted, bounded and recorded.
@@ -46,6 +54,7 @@ from datetime import datetime
 from typing import Protocol
 
 from provisioner.events import Event, Severity
+from provisioner.model import INSTALLED_STATES
 from provisioner.model import MachineState as S
 from provisioner.settings import LifecycleSettings
 from provisioner.store.records import MachineRecord
@@ -53,6 +62,8 @@ from provisioner.store.records import MachineRecord
 __all__ = [
     "ACTIVE_STATES",
     "CONFIG_DELIVERY_STATES",
+    "INSTALLED_STATES",
+    "INSTALL_STATES",
     "TRANSITIONS",
     "IllegalTransitionError",
     "Signal",
@@ -73,6 +84,9 @@ class Signal(enum.StrEnum):
     POWERED_ON = "powered_on"  # BMC set PXE once and powered on (or manual power requested)
     SCRIPT_FETCHED = "script_fetched"  # the machine fetched its iPXE install script (web layer)
     CONFIG_SERVED = "config_served"  # the machine fetched its config (web layer)
+    INSTALLING = "installing"  # the node's events: the install phase started
+    INSTALLED = "installed"  # the node's events: the install finished, it reboots
+    BOOTED = "booted"  # the node's events: it booted again after the install
     TRUSTED = "trusted"  # the node presented a certificate chained to the OS CA
     SETTLED = "settled"  # recorded as installed
     FAILED = "failed"  # a stage timed out or errored
@@ -95,6 +109,16 @@ TRANSITIONS: dict[tuple[S, Signal], S] = {
     (S.NETBOOTING, Signal.SCRIPT_FETCHED): S.NETBOOTING,  # a second fetch: stays, nothing written
     (S.NETBOOTING, Signal.CONFIG_SERVED): S.CONFIG_SERVED,
     (S.CONFIG_SERVED, Signal.TRUSTED): S.TRUSTED,
+    (S.CONFIG_SERVED, Signal.INSTALLING): S.INSTALLING,
+    (S.CONFIG_SERVED, Signal.INSTALLED): S.REBOOTING,  # the "installing" event was lost
+    (S.INSTALLING, Signal.INSTALLED): S.REBOOTING,
+    (S.REBOOTING, Signal.BOOTED): S.BOOTED_FROM_DISK,
+    (S.INSTALLING, Signal.TRUSTED): S.TRUSTED,  # later events lost: the trust check decides
+    (S.REBOOTING, Signal.TRUSTED): S.TRUSTED,
+    (S.BOOTED_FROM_DISK, Signal.TRUSTED): S.TRUSTED,
+    (S.INSTALLING, Signal.FAILED): S.FAILED,
+    (S.REBOOTING, Signal.FAILED): S.FAILED,
+    (S.BOOTED_FROM_DISK, Signal.FAILED): S.FAILED,
     (S.TRUSTED, Signal.SETTLED): S.PROVISIONED,
     (S.POWERING_ON, Signal.FAILED): S.FAILED,
     (S.NETBOOTING, Signal.FAILED): S.FAILED,
@@ -108,13 +132,19 @@ for _state in (
     S.POWERING_ON,
     S.NETBOOTING,
     S.CONFIG_SERVED,
+    S.INSTALLING,
+    S.REBOOTING,
+    S.BOOTED_FROM_DISK,
     S.TRUSTED,
     S.PROVISIONED,
     S.FAILED,
 ):
     TRANSITIONS[(_state, Signal.DEPROVISION)] = S.DEPROVISIONING
 
-ACTIVE_STATES = frozenset({S.POWERING_ON, S.NETBOOTING, S.CONFIG_SERVED, S.TRUSTED, S.DEPROVISIONING})
+INSTALL_STATES = frozenset({S.CONFIG_SERVED, S.INSTALLING, S.REBOOTING, S.BOOTED_FROM_DISK})
+"""After the config fetch, before trust: the trust check runs and a node's error fails the run."""
+
+ACTIVE_STATES = frozenset({S.POWERING_ON, S.NETBOOTING, *INSTALL_STATES, S.TRUSTED, S.DEPROVISIONING})
 """States in which the reconciler is driving the machine and a stage clock runs."""
 
 CONFIG_DELIVERY_STATES = frozenset({S.NETBOOTING})
@@ -155,6 +185,12 @@ class StageTimeouts:
     """Netbooting, from the script until the config fetch (kernel + initramfs download)."""
     trust: float = 1800.0
     """ConfigServed, until the node presents its certificate (install + first boot)."""
+    installing: float = 900.0
+    """Installing, until the node reports the install finished."""
+    rebooting: float = 600.0
+    """Rebooting, until the node reports it booted from its disk (firmware POST included)."""
+    booted: float = 600.0
+    """BootedFromDisk, until the node presents its certificate."""
     deprovisioning: float = 120.0
     max_attempts: int = 3
     retry_base_s: float = 30.0
@@ -169,6 +205,9 @@ class StageTimeouts:
             script=s.script_s,
             config=s.config_s,
             trust=s.trust_s,
+            installing=s.installing_s,
+            rebooting=s.rebooting_s,
+            booted=s.booted_s,
             deprovisioning=s.deprovisioning_s,
             max_attempts=s.max_attempts,
             retry_base_s=s.retry_base_s,
@@ -182,6 +221,9 @@ def stage_timeout(state: S, timeouts: StageTimeouts) -> float | None:
         S.POWERING_ON: timeouts.powering_on,
         S.NETBOOTING: timeouts.dhcp + timeouts.script + timeouts.config,
         S.CONFIG_SERVED: timeouts.trust,
+        S.INSTALLING: timeouts.installing,
+        S.REBOOTING: timeouts.rebooting,
+        S.BOOTED_FROM_DISK: timeouts.booted,
         S.TRUSTED: timeouts.trust,
         S.DEPROVISIONING: timeouts.deprovisioning,
     }.get(state)

@@ -12,6 +12,7 @@ import uuid as uuid_mod
 from dataclasses import dataclass, field
 
 __all__ = [
+    "INSTALLED_STATES",
     "Desired",
     "MachineState",
     "MachineSummary",
@@ -39,10 +40,21 @@ class MachineState(enum.StrEnum):
     POWERING_ON = "PoweringOn"
     NETBOOTING = "Netbooting"
     CONFIG_SERVED = "ConfigServed"
+    INSTALLING = "Installing"  # the node says it is installing to its disk (Talos events)
+    REBOOTING = "Rebooting"  # the node says its install finished; it reboots into the disk
+    BOOTED_FROM_DISK = "BootedFromDisk"  # the installed node is up again from its disk
     TRUSTED = "Trusted"
     PROVISIONED = "Provisioned"
     FAILED = "Failed"
     DEPROVISIONING = "Deprovisioning"
+
+
+INSTALLED_STATES = frozenset(
+    {MachineState.REBOOTING, MachineState.BOOTED_FROM_DISK, MachineState.TRUSTED, MachineState.PROVISIONED}
+)
+"""States in which an installed machine's PXE boot answers "boot from disk" (Sidero #961:
+only once the node itself reported its install finished). Here, not in the lifecycle
+table, because the store's records need it and the lifecycle imports the records."""
 
 
 class Desired(enum.StrEnum):

@@ -5,10 +5,12 @@ Theory of operation
 `decide` looks at one machine record and returns what should happen now: a `Move` (a
 lifecycle signal with the fields to set in the same transaction), a `Fail`, a `GiveUp`,
 or one of the steps that need I/O (`PowerOn`, `CheckNetboot`, `CheckTrust`,
-`Deprovision`). The shell (provisioner/reconciler.py) performs a step and hands its
-outcome to the matching pure `after_*` function (or `netboot_verdict`), which returns
-the next action. No clock, no store, no sockets here: every rule is testable with plain
-records and a fixed `now` (tests/unit/test_reconciler_decide.py).
+`Deprovision`). What a node says about itself (telemetry) goes through
+`after_node_report`, which answers the move it asks for. The shell
+(provisioner/reconciler.py) performs a step and hands its outcome to the matching pure
+`after_*` function (or `netboot_verdict`), which returns the next action. No clock, no
+store, no sockets here: every rule is testable with plain records and a fixed `now`
+(tests/unit/test_reconciler_decide.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from provisioner.lifecycle import ACTIVE_STATES, Signal, StageTimeouts, retry_delay, stage_timeout
+from provisioner.lifecycle import (
+    ACTIVE_STATES,
+    INSTALL_STATES,
+    Signal,
+    StageTimeouts,
+    is_legal,
+    retry_delay,
+    stage_timeout,
+)
 from provisioner.model import Desired
 from provisioner.model import MachineState as S
 from provisioner.store.records import EventRecord, MachineRecord
@@ -34,6 +44,7 @@ __all__ = [
     "PowerOn",
     "TrustVerdict",
     "after_deprovision",
+    "after_node_report",
     "after_power_on",
     "after_trust",
     "decide",
@@ -161,7 +172,7 @@ def decide(m: MachineRecord, now: datetime, timeouts: StageTimeouts) -> tuple[Ac
         return (PowerOn(),)
     if state == S.NETBOOTING:
         return (CheckNetboot(since),)
-    if state == S.CONFIG_SERVED:
+    if state in INSTALL_STATES:  # ConfigServed, or the node's own install stages
         return (CheckTrust(),)
     if state == S.TRUSTED:
         settled = {"installed": True, "desired": Desired.PROVISIONED.value}
@@ -221,6 +232,23 @@ def after_trust(verdict: TrustVerdict) -> Move | None:
     if not verdict.ok:
         return None
     return Move(Signal.TRUSTED, verdict.reason or "node certificate chains to the cluster OS CA")
+
+
+def after_node_report(m: MachineRecord, signal: Signal | None, message: str) -> Move | Fail | None:
+    """The move a node's own report asks for (Talos events, provisioner/telemetry).
+
+    `signal` None is the node reporting an error: it fails the install stages at once
+    with the node's message. A signal the table does not allow in the machine's state
+    (a late or repeated event) is ignored (None).
+    """
+    state = S(m.state)
+    reason = f"node reports: {message}"
+    if signal is None:
+        return Fail(reason) if state in INSTALL_STATES else None
+    if not is_legal(state, signal):
+        return None
+    # From Rebooting on, the node said its disk holds the install: PXE answers "disk".
+    return Move(signal, reason, {"installed": True} if signal == Signal.INSTALLED else {})
 
 
 def after_deprovision(m: MachineRecord, error: str | None, released: int) -> Action:

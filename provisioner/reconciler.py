@@ -11,7 +11,9 @@ Signals come from the parts that see them, recorded in the database:
 - DHCP answers and iPXE script fetches are events with the machine's name
   (`dhcp.*`, `boot.script`), which the reconciler reads to say *where* a netboot stalled;
 - the config fetch moves Netbooting -> ConfigServed in the web layer (compare-and-set);
-- trust is checked here, by asking the node's API port for its certificate.
+- trust is checked here, by asking the node's API port for its certificate;
+- the node's own Talos events (provisioner/telemetry) arrive through `node_reported`:
+  installing, installed (rebooting), booted from disk, or an error that fails the run.
 
 The decision is pure (provisioner/reconcile.py): `decide(machine, now, timeouts)` returns
 the actions due (a move by a signal, a failure, giving up, or one of the I/O steps: power
@@ -49,6 +51,7 @@ from provisioner.reconcile import (
     PowerOn,
     TrustVerdict,
     after_deprovision,
+    after_node_report,
     after_power_on,
     after_trust,
     decide,
@@ -73,6 +76,7 @@ __all__ = [
     "TrustChecker",
     "TrustVerdict",
     "after_deprovision",
+    "after_node_report",
     "after_power_on",
     "after_trust",
     "decide",
@@ -102,6 +106,10 @@ TrustChecker = Callable[[MachineRecord], Awaitable[TrustVerdict]]
 
 class ReconcilerStore(lifecycle.TransitionWriter, Protocol):
     """The store operations the reconciler uses."""
+
+    async def get_machine(self, name: str) -> MachineRecord | None:
+        """One machine, or None."""
+        ...
 
     async def list_machines(self) -> list[MachineRecord]:
         """Every machine, by name."""
@@ -233,6 +241,19 @@ class Reconciler:
                 released = 0 if error is not None else await self._store.release_machine(m.name, m.macs)
                 await self._perform(m, after_deprovision(m, error, released))
 
+    async def node_reported(self, name: str, signal: Signal | None, message: str) -> bool:
+        """Apply a node's own report (`signal` None: the node reports an error); True if it moved."""
+        m = await self._store.get_machine(name)
+        if m is None:
+            return False
+        match after_node_report(m, signal, message):
+            case Move(sig, reason, fields):
+                return await self._move(m, sig, reason, fields)
+            case Fail(reason):
+                return await self._fail(m, reason)
+            case _:
+                return False
+
     async def _call_power(self, m: MachineRecord, action: str) -> str | None:
         """None on success, else the driver's message (it says what is wrong)."""
         try:
@@ -262,8 +283,8 @@ class Reconciler:
             log.info("%s: %s -> %s (%s)", m.name, m.state, lifecycle.next_state(S(m.state), signal), reason)
         return moved
 
-    async def _fail(self, m: MachineRecord, reason: str) -> None:
+    async def _fail(self, m: MachineRecord, reason: str) -> bool:
         if is_legal(S(m.state), Signal.FAILED):
-            await self._move(m, Signal.FAILED, reason)
-        else:
-            log.error("%s: cannot fail from %s: %s", m.name, m.state, reason)
+            return await self._move(m, Signal.FAILED, reason)
+        log.error("%s: cannot fail from %s: %s", m.name, m.state, reason)
+        return False

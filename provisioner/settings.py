@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from provisioner.telemetry.settings import TelemetrySettings
+
 __all__ = [
     "ApiSettings",
     "DhcpSettings",
@@ -289,6 +291,12 @@ class LifecycleSettings(_Section):
     """From the iPXE script until the config fetch (kernel and initramfs download and boot)."""
     trust_s: Annotated[float, Field(gt=0)] = 1800.0
     """From the config fetch until the node presents a trusted certificate (install + boot)."""
+    installing_s: Annotated[float, Field(gt=0)] = 900.0
+    """Installing: from the node's "install started" event until its "install finished"."""
+    rebooting_s: Annotated[float, Field(gt=0)] = 600.0
+    """Rebooting: from "install finished" until the node reports it booted from its disk."""
+    booted_s: Annotated[float, Field(gt=0)] = 600.0
+    """BootedFromDisk: until the node presents a trusted certificate."""
     deprovisioning_s: Annotated[float, Field(gt=0)] = 120.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     retry_base_s: Annotated[float, Field(ge=0)] = 30.0
@@ -329,6 +337,7 @@ class Settings(_Section):
     power: PowerSettings = PowerSettings()
     trustd: TrustdSettings = TrustdSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     events: EventsSettings = EventsSettings()
 
     @property
@@ -359,7 +368,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     sections = {
         name
         for name, info in Settings.model_fields.items()
-        if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
     }
     used: list[str] = []
     for name, raw in sorted(environ.items()):

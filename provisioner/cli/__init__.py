@@ -30,7 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 _SHORT_HELP = {
     "serve": "Run the daemon (DHCP, TFTP, HTTP, power, reconciler, trustd).",
     "inventory": "Validate, apply and export inventory files.",
-    "machines": "List machines, show one, or show its events.",
+    "machines": "List machines, show one, its events or its kernel log.",
     "power": "Power machines on/off/cycle, show status, set the boot device.",
     "provision": "Power machines on into PXE and follow them to Provisioned.",
     "deprovision": "Power machines off, revoke their tokens, back to Registered.",

@@ -1,4 +1,4 @@
-"""`provisioner machines`: list, show, events read the database directly; release goes through the API."""
+"""`provisioner machines`: list, show, events read the database; release and logs use the API."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from provisioner.cli.common import CliState, console, die, emit_json, pass_state, run, safe
+from provisioner.cli.logs import logs
 from provisioner.lifecycle import CONFIG_DELIVERY_STATES
 
 __all__ = ["machine_table", "machines"]
@@ -18,6 +19,9 @@ __all__ = ["machine_table", "machines"]
 @click.group()
 def machines() -> None:
     """Machines in the inventory and their lifecycle state."""
+
+
+machines.add_command(logs)
 
 
 def _age(since: datetime | None, now: datetime) -> str:

@@ -165,6 +165,17 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
 # event (provisioner/web/config.py, with the token and source), not as a
 # machine.transition; counting only the latter folded ConfigServed into Netbooting.
 _STATE_EVENTS = {"config.served": "ConfigServed"}
+# The stages of one run, in order; the install stages are timed only when the node sends
+# Talos events (docs/lifecycle.md), else they show "-".
+_STAGES = (
+    "PoweringOn",
+    "Netbooting",
+    "ConfigServed",
+    "Installing",
+    "Rebooting",
+    "BootedFromDisk",
+    "Trusted",
+)
 
 
 def _entered(event: dict[str, Any]) -> str | None:
@@ -185,12 +196,16 @@ def stage_times(events: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
-    table = Table(
-        "MACHINE", "STATE", "PoweringOn", "Netbooting", "ConfigServed", "Trusted", "TOTAL", "REASON"
-    )
+    table = Table("MACHINE", "STATE", *_STAGES, "TOTAL", "REASON")
     for name in names:
         m = client.machine(name)
-        events = list(reversed(client.machine_events(name, limit=200)["items"]))
+        # Only the state changes: a Talos node's own events (node.event) are many.
+        items = [
+            e
+            for kind in ("machine.transition", *_STATE_EVENTS)
+            for e in client.events(machine=name, kind=kind, limit=1000)["items"]
+        ]
+        events = sorted(items, key=lambda e: e["id"])
         # Only the last run counts: from the last "provision requested" onwards.
         starts = [
             i
@@ -205,10 +220,7 @@ def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
         table.add_row(
             safe(name),
             safe(m["state"]),
-            *(
-                f"{times[s]:.1f}s" if s in times else "-"
-                for s in ("PoweringOn", "Netbooting", "ConfigServed", "Trusted")
-            ),
+            *(f"{times[s]:.1f}s" if s in times else "-" for s in _STAGES),
             f"{total:.1f}s",
             safe(m.get("state_reason") or ""),
         )

@@ -6,12 +6,14 @@ Theory of operation
 (typed constructor arguments; nothing is looked up by name) and returns a `Daemon`
 whose `parts()` lists them in start order:
 
-    events -> machine-index -> web -> power -> trustd -> tftp -> dhcp -> reconciler
+    events -> machine-index -> web -> power -> trustd -> tftp -> dhcp -> telemetry -> reconciler
 
 The event writer first (everyone emits), then the machine index (the hot paths consult
 it), the web server (so /healthz answers while the rest start), power before the parts
 that ask for it (API, reconciler), trustd, the packet services once everything they
-consult exists, and the reconciler last, once every signal source runs. `run.py` starts
+consult exists, telemetry (the nodes' events and kernel logs; it reports install
+progress to the reconciler through `node_progress_hook`), and the reconciler last, once
+every signal source runs. `run.py` starts
 them in this order and stops them in reverse. Nothing here opens a socket, a file or a
 database connection: that happens in each part's `start()`.
 """
@@ -35,7 +37,8 @@ from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
 from provisioner.store.leases import SqlLeaseStore
 from provisioner.store.repository import SqlStore
-from provisioner.talos.service import TrustdPart, make_config_renderer, make_trust_checker
+from provisioner.talos.service import TrustdPart, make_config_renderer, make_trust_checker, telemetry_suffix
+from provisioner.telemetry.service import TelemetryPart, node_progress_hook
 from provisioner.tftp.files import FileSource
 from provisioner.tftp.server import TftpServer
 from provisioner.web.app import create_app
@@ -115,6 +118,7 @@ class Daemon:
     reconciler: Reconciler
     tftp: TftpServer | None = None
     dhcp: DhcpPart | None = None
+    telemetry: TelemetryPart | None = None
     counter_sources: dict[str, Callable[[], Mapping[str, int]]] = field(default_factory=dict)
 
     def parts(self) -> list[tuple[str, Part]]:
@@ -127,6 +131,7 @@ class Daemon:
             ("trustd", self.trustd),
             ("tftp", self.tftp),
             ("dhcp", self.dhcp),
+            ("telemetry", self.telemetry),
             ("reconciler", self.reconciler),
         ]
         return [(name, part) for name, part in order if part is not None]
@@ -143,6 +148,26 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
     power = PowerService(settings.power, events)
     counters["power"] = power.counters
     machine_power = MachinePower(store, power, events)
+    reconciler = Reconciler(
+        store,
+        events,
+        machine_power,
+        make_trust_checker(store),
+        instance=name,
+        timeouts=StageTimeouts.from_settings(settings.lifecycle),
+        interval=settings.lifecycle.interval_s,
+    )
+    telemetry = None
+    if settings.telemetry.enabled:
+        telemetry = TelemetryPart(
+            settings.telemetry,
+            settings.http.host_port[0],
+            events,
+            machines=directory.current,
+            leases=store,
+            progress=node_progress_hook(reconciler),
+        )
+        counters["telemetry"] = telemetry.counters
     web_runtime = WebRuntime(
         settings=settings,
         store=store,
@@ -151,7 +176,8 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
         machines=directory.current,
         counter_sources=counters,
         power=machine_power,
-        renderer=make_config_renderer(store),
+        renderer=make_config_renderer(store, extra=telemetry_suffix(settings)),
+        logs=telemetry.hub if telemetry is not None else None,
     )
     tftp = None
     if settings.tftp.enabled:
@@ -179,15 +205,6 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
         )
         dhcp = DhcpPart(service, leases, recorder)
         counters["dhcp"] = service.counters
-    reconciler = Reconciler(
-        store,
-        events,
-        machine_power,
-        make_trust_checker(store),
-        instance=name,
-        timeouts=StageTimeouts.from_settings(settings.lifecycle),
-        interval=settings.lifecycle.interval_s,
-    )
     return Daemon(
         settings=settings,
         instance=name,
@@ -202,5 +219,6 @@ def build_daemon(settings: Settings, store: SqlStore, *, instance: str | None = 
         reconciler=reconciler,
         tftp=tftp,
         dhcp=dhcp,
+        telemetry=telemetry,
         counter_sources=counters,
     )

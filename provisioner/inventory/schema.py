@@ -121,6 +121,8 @@ class ClusterSpec(_Doc):
     )
     hostname_mode: HostnameMode = Field(default="static", alias="hostnameMode")
     discovery: bool = True
+    telemetry: bool = True
+    """Append EventSinkConfig/KmsgLogConfig pointing at the provisioner to machine configs."""
     kube_prism_port: Annotated[int, Field(ge=0, le=65535)] = Field(default=7445, alias="kubePrismPort")
     config_patches: tuple[Any, ...] = Field(default=(), alias="configPatches")
     boot_from_disk: Literal["exit", "sanboot"] = Field(default="exit", alias="bootFromDisk")

@@ -214,3 +214,10 @@ class Store(Protocol):
     async def list_leases(self) -> list[dict[str, Any]]:
         """Every lease as a plain dict (ip, mac, hostname, state, expires_at, machine), by address."""
         ...
+
+    async def leased_addresses(self, *, now: datetime) -> dict[str, str]:
+        """Address -> machine for every bound lease unexpired at `now` that names its machine.
+
+        Telemetry attributes what a node sends by its source address (telemetry/service.py).
+        """
+        ...

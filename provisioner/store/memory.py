@@ -431,6 +431,19 @@ class MemoryStore:
             for ip in sorted(self.leases)
         ]
 
+    async def leased_addresses(self, *, now: datetime) -> dict[str, str]:
+        """Address -> machine of bound, unexpired leases that name their machine."""
+        out: dict[str, str] = {}
+        for ip, lease in sorted(self.leases.items()):
+            expires = lease.get("expires_at")
+            if isinstance(expires, str):
+                expires = datetime.fromisoformat(expires)
+            if lease.get("state") != "bound" or not lease.get("machine") or not isinstance(expires, datetime):
+                continue  # as in SQL: a lease without an expiry compares as unknown, never as live
+            if _aware(expires) > _aware(now):
+                out[ip] = str(lease["machine"])
+        return out
+
 
 def _conforms(memory: MemoryStore) -> Store:
     """Mypy checks here that the fake is a `Store`."""

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from provisioner.model import MachineState, MachineSummary, Role
+from provisioner.model import INSTALLED_STATES, MachineState, MachineSummary, Role
 
 __all__ = ["BmcInfo", "ClusterRecord", "DiscoveredRecord", "EventRecord", "MachineRecord", "TokenRecord"]
+
+_INSTALLED_STATE_VALUES = frozenset(s.value for s in INSTALLED_STATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,8 @@ class MachineRecord:
             state=MachineState(self.state),
             desired=self.desired,
             pxe_allowed=bool(self.spec.get("pxe", True)),
-            boot_from_disk=self.installed and self.state == MachineState.PROVISIONED.value,
+            # Installed and past the node's own "install finished" (lifecycle.INSTALLED_STATES).
+            boot_from_disk=self.installed and self.state in _INSTALLED_STATE_VALUES,
             labels=tuple(sorted((str(k), str(v)) for k, v in self.labels.items())),
         )
 

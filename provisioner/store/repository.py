@@ -496,6 +496,20 @@ class SqlStore:
                 for r in rows
             ]
 
+    async def leased_addresses(self, *, now: datetime) -> dict[str, str]:
+        """Address -> machine of bound, unexpired leases that name their machine."""
+        async with self.session() as session:
+            rows = (
+                await session.execute(
+                    select(LeaseRow)
+                    .where(col(LeaseRow.state) == "bound")
+                    .where(col(LeaseRow.machine).is_not(None))
+                    .where(col(LeaseRow.expires_at) > now)
+                    .order_by(col(LeaseRow.ip))
+                )
+            ).scalars()
+            return {r.ip: r.machine for r in rows if r.machine}
+
     async def prune_events(self, *, before: datetime, max_rows: int) -> int:
         """Event retention: delete rows older than `before` and the oldest beyond `max_rows`."""
         async with self.session() as session:

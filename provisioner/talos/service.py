@@ -1,7 +1,8 @@
 """The daemon's Talos parts: config rendering for the web layer, trustd, the trust check.
 
-- `make_config_renderer(store)`: the web layer's config endpoint calls it to render and
-  validate a machine's config at the moment it is served.
+- `make_config_renderer(store, extra=telemetry_suffix(settings))`: the web layer's config
+  endpoint calls it to render and validate a machine's config at the moment it is served
+  (with the telemetry documents appended when telemetry is on).
 - `TrustdPart` runs trustd on `[trustd] listen` for the clusters whose secrets are in
   the database (loaded at start: restart the daemon after adding a cluster's secrets).
   Talos dials trustd by IP without a server name, so one listener presents one TLS
@@ -15,11 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from provisioner.events import Event, EventSink, Severity, utcnow
 from provisioner.matching import MachineIndex
 from provisioner.reconciler import TrustVerdict
-from provisioner.settings import TrustdSettings
+from provisioner.settings import Settings, TrustdSettings
 from provisioner.startup import StartupError, check_tcp_bindable
 from provisioner.store.base import Store
 from provisioner.store.records import ClusterRecord, MachineRecord
@@ -27,8 +29,17 @@ from provisioner.talos.render import ConfigRenderError, load_secrets, render_mac
 from provisioner.talos.secrets import SecretsBundle
 from provisioner.talos.trustcheck import check_trusted
 from provisioner.talos.trustd import SanGuard, StaticResolver, TrustdServer, foreign_addresses, start_trustd
+from provisioner.telemetry.documents import telemetry_documents
+from provisioner.telemetry.settings import endpoints
 
-__all__ = ["TALOS_API_PORT", "TrustdPart", "make_config_renderer", "make_trust_checker", "san_guard"]
+__all__ = [
+    "TALOS_API_PORT",
+    "TrustdPart",
+    "make_config_renderer",
+    "make_trust_checker",
+    "san_guard",
+    "telemetry_suffix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +47,33 @@ TALOS_API_PORT = 50000
 TRUST_CHECK_TIMEOUT_S = 3.0
 
 
-def make_config_renderer(store: Store) -> Callable[[MachineRecord, ClusterRecord], Awaitable[bytes]]:
-    """The web layer's config renderer: render and validate one machine's config now."""
+def make_config_renderer(
+    store: Store, *, extra: bytes = b""
+) -> Callable[[MachineRecord, ClusterRecord], Awaitable[bytes]]:
+    """The web layer's config renderer: render and validate one machine's config now.
+
+    `extra` (telemetry_suffix) is appended to every config of a cluster that does not
+    opt out (`telemetry: false` in its spec).
+    """
 
     async def render(machine: MachineRecord, cluster: ClusterRecord) -> bytes:
-        return await render_machine_config(store, machine, cluster)
+        text = await render_machine_config(store, machine, cluster)
+        if extra and cluster.spec.get("telemetry", True) is not False:
+            # Appended, so the Talos-generated documents above stay byte-identical.
+            text += extra
+        return text
 
     return render
+
+
+def telemetry_suffix(settings: Settings) -> bytes:
+    """EventSinkConfig + KmsgLogConfig pointing at this daemon (empty when telemetry is off)."""
+    if not settings.telemetry.enabled:
+        return b""
+    http_host = settings.http.host_port[0]
+    public_host = urlsplit(settings.http.base_url).hostname or http_host
+    sink, logs = endpoints(settings.telemetry, http_host, public_host)
+    return telemetry_documents(sink, logs).encode()
 
 
 async def _bundles(store: Store) -> list[tuple[str, SecretsBundle]]:

@@ -17,15 +17,17 @@ import json
 import logging
 import mimetypes
 import time
-from collections.abc import Awaitable, Callable
-from urllib.parse import unquote_plus
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import unquote_plus, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from provisioner.settings import Settings
 from provisioner.store.assets import AssetSets
 from provisioner.store.holds import WindowHolds
 from provisioner.store.tokens import ConfigTokens
+from provisioner.telemetry.settings import kernel_args
 from provisioner.tftp.files import FileSource
 from provisioner.web import assets, boot, config, firmware, health
 from provisioner.web.api import routes as api_routes
@@ -33,6 +35,7 @@ from provisioner.web.auth import API_PREFIX, auth_middleware, load_or_create_api
 from provisioner.web.context import ACTOR, CTX, DEFAULT_CONFIG_TOKEN_TTL_S, STARTED, WebContext, WebRuntime
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
+from provisioner.web.protocols import KernelLogs
 from provisioner.web.ui import UiDeps, mount_ui
 from provisioner.web.ui.feed import store_source
 from provisioner.web.ui.users import UserTokens
@@ -129,20 +132,28 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         )
 
 
+def _telemetry_args(settings: Settings) -> tuple[str, ...]:
+    """`talos.events.sink=` and `talos.logging.kernel=` for the install script (docs/talos.md)."""
+    public_host = urlsplit(settings.http.base_url).hostname or settings.http.host_port[0]
+    return kernel_args(settings.telemetry, settings.http.host_port[0], public_host)
+
+
 def create_app(
     rt: WebRuntime,
     *,
     api_token: str | None = None,
     token_ttl_s: float = DEFAULT_CONFIG_TOKEN_TTL_S,
 ) -> web.Application:
-    """The machine-facing application over the web layer's ports (API token from state_dir/api-token)."""
+    """The machine-facing application over the web layer's ports (API token: state_dir/api-token)."""
     settings = rt.settings
     mimetypes.init()  # FileResponse consults it; load it now, not on the first download
     token = api_token if api_token is not None else load_or_create_api_token(settings.state_dir)
     context = WebContext(
         rt=rt,
         metrics=WebMetrics(rt.counters, rt.machines),
-        ipxe=IpxeRenderer(settings.http.base_url, settings.http.templates_dir),
+        ipxe=IpxeRenderer(
+            settings.http.base_url, settings.http.templates_dir, telemetry_args=_telemetry_args(settings)
+        ),
         tokens=ConfigTokens(rt.store),
         assets=AssetSets(rt.store, settings.state_dir / "assets"),
         api_token=token,
@@ -184,9 +195,19 @@ def create_api_app(machine_app: web.Application) -> web.Application:
             tokens=context.tokens,
             events=rt.events,
             templates_dir=settings.http.templates_dir,
+            kernel_log=_kernel_tail(rt.logs) if rt.logs is not None else None,
         ),
     )
     return app
+
+
+def _kernel_tail(logs: KernelLogs) -> Callable[[str, int], Awaitable[Sequence[str]]]:
+    """The console's view of a machine's kernel log: its newest lines as text."""
+
+    async def tail(machine: str, limit: int) -> Sequence[str]:
+        return [line.msg for line in logs.ring(machine).tail(limit)]
+
+    return tail
 
 
 def _application(middlewares: list[Middleware]) -> web.Application:

@@ -12,6 +12,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -161,6 +162,35 @@ class ApiClient:
     def discovered(self) -> list[dict[str, Any]]:
         """Machines seen but not in the inventory."""
         return list(self.request("GET", "/discovered")["items"])
+
+    def machine_logs(self, name: str, *, limit: int = 500) -> dict[str, Any]:
+        """The node's newest kernel log lines (`items`, oldest first) and the ring's `total`."""
+        return dict(self.request("GET", f"/machines/{_seg(name)}/logs", limit=limit))
+
+    def follow_logs(self, name: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Kernel log lines as they arrive (NDJSON stream); ends when the daemon ends it."""
+        url = f"{self.base_url}/api/v1/machines/{_seg(name)}/logs/stream?" + urlencode(
+            {"limit": limit, "max_s": 86_400}
+        )
+        req = urllib.request.Request(url, method="GET")  # noqa: S310 - http(s) URL from settings
+        req.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            # No read timeout: a quiet node sends nothing for a long time.
+            with urllib.request.urlopen(req) as resp:  # noqa: S310
+                # read1, not line iteration: over chunked encoding the buffered reader
+                # waits for a full buffer, which a quiet node may take hours to fill.
+                pending = b""
+                while chunk := resp.read1(65536):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        if raw.strip():
+                            yield dict(json.loads(raw))
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            msg = f"cannot reach the daemon at {self.base_url}: {exc}"
+            raise DaemonUnreachableError(msg) from None
 
     def events(self, **filters: Any) -> dict[str, Any]:  # noqa: ANN401
         """One page of events: machine, kind, severity, since, before, limit."""

@@ -1,7 +1,7 @@
 """What every handler reaches through the application: one typed `web.AppKey`.
 
 `WebContext.rt` is a `WebRuntime`: the ports the web layer uses from the rest of the
-daemon (store, events, machine index, counters, power, config renderer), given by the
+daemon (store, events, machine index, counters, power, config renderer, kernel logs), given by the
 composition root (provisioner/daemon/) at construction. The web layer never imports the
 daemon.
 """
@@ -23,7 +23,7 @@ from provisioner.store.repository import SqlStore
 from provisioner.store.tokens import ConfigTokens
 from provisioner.web.ipxe import IpxeRenderer
 from provisioner.web.metrics import WebMetrics
-from provisioner.web.protocols import ConfigRenderer, PowerService
+from provisioner.web.protocols import ConfigRenderer, KernelLogs, PowerService
 from provisioner.web.ratelimit import RefusalLimiter
 
 __all__ = [
@@ -61,6 +61,8 @@ class WebRuntime:
     """Power actions for the API (503 while absent)."""
     renderer: ConfigRenderer | None = None
     """Renders a machine's Talos config for /config (503 while absent)."""
+    logs: KernelLogs | None = None
+    """The nodes' kernel log rings for /api/v1/machines/{name}/logs (503 while absent: telemetry off)."""
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Every part's counters, by part name."""

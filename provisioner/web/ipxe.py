@@ -122,14 +122,17 @@ def kernel_cmdline(
     asset_cmdline: str,
     extra: Iterable[Sequence[str] | None],
     talos_config: str,
+    telemetry: Sequence[str] = (),
     needs_dashboard: bool = False,
 ) -> str:
     """The kernel command line of a Talos PXE boot.
 
     Order: `initrd=` (EFI stub only), Talos's required and default arguments, the console,
-    the asset set's own cmdline, then each extra list (cluster, then machine), then
-    `talos.config`. Exact duplicates are dropped; every argument is checked.
+    the asset set's own cmdline, then each extra list (cluster, then machine), then the
+    telemetry arguments (`talos.events.sink=`, `talos.logging.kernel=`: ours, so reserved
+    while set), then `talos.config`. Exact duplicates are dropped; every argument is checked.
     """
+    reserved = RESERVED_KEYS | {arg.split("=", 1)[0] for arg in telemetry}
     args: list[str] = [f"initrd={EFI_INITRD_NAME}"] if efi else []
     args += TALOS_REQUIRED_ARGS
     args += TALOS_DEFAULT_ARGS
@@ -141,10 +144,11 @@ def kernel_cmdline(
             msg = "kernelArgs must be a list of strings"
             raise IpxeError(msg)
         for arg in group:
-            if arg.split("=", 1)[0] in RESERVED_KEYS:
+            if arg.split("=", 1)[0] in reserved:
                 msg = f"kernel argument {arg!r} is set by the provisioner"
                 raise IpxeError(msg)
         args += group
+    args += telemetry
     if needs_dashboard and DASHBOARD_OFF in args:
         # The operator types the per-boot code on Talos's dashboard; without it the
         # machine would wait for `${code}` forever.
@@ -168,8 +172,11 @@ def kernel_cmdline(
 class IpxeRenderer:
     """Renders the `ipxe/` templates strictly; `templates_dir` is `http.templates_dir`."""
 
-    def __init__(self, base_url: str, templates_dir: Path | None = None) -> None:
+    def __init__(
+        self, base_url: str, templates_dir: Path | None = None, *, telemetry_args: Sequence[str] = ()
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.telemetry_args = tuple(telemetry_args)
         self._env = jinja2.Environment(
             loader=TemplateLoader("ipxe", templates_dir),
             undefined=jinja2.StrictUndefined,
@@ -209,6 +216,7 @@ class IpxeRenderer:
             asset_cmdline=asset_cmdline,
             extra=extra_args,
             talos_config=config_url(self.base_url, token, code=code),
+            telemetry=self.telemetry_args,
             needs_dashboard=code,
         )
         return self._render(

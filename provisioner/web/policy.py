@@ -9,7 +9,8 @@ A known machine's stage-two script is one of three things:
   Registered with `desired == "provisioned"` (the operator powered it by hand: a machine
   without a BMC still works). Serving it moves the machine to Netbooting.
 - DISK: `exit` or `sanboot`, per `spec.bootFromDisk`, only once the machine proved it
-  installed (`MachineSummary.boot_from_disk`: installed and Provisioned). Never earlier
+  installed (`MachineSummary.boot_from_disk`: installed, and the node reported its install
+  finished: Rebooting, BootedFromDisk, Trusted or Provisioned). Never earlier
   (Sidero #961: deciding "boot from disk" before an install strands the machine).
 - HOLD: anything else: back to the firmware's next boot device, no token issued.
 

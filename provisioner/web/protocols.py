@@ -4,6 +4,8 @@
   returns the complete, validated config body for one machine.
 - `WebRuntime.power`: an object with `power_action` (see `PowerService`; the daemon gives
   `power.machines.MachinePower`). The API answers 503 while it is absent.
+- `WebRuntime.logs`: `KernelLogs`, the nodes' kernel log rings (the daemon gives the
+  telemetry part's hub, provisioner/telemetry/hub.py). The API answers 503 while absent.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from provisioner.store.records import ClusterRecord, MachineRecord
+from provisioner.telemetry.kmsg import LogLine, LogRing
 
-__all__ = ["POWER_ACTIONS", "ConfigRefusedError", "ConfigRenderer", "PowerService"]
+__all__ = ["POWER_ACTIONS", "ConfigRefusedError", "ConfigRenderer", "KernelLogs", "PowerService"]
 
 ConfigRenderer = Callable[[MachineRecord, ClusterRecord], Awaitable[bytes]]
 """Render one machine's Talos config. Raises on any failure (the web layer refuses then)."""
@@ -41,4 +44,16 @@ class PowerService(Protocol):
         for a bad action or argument, and `PowerFailedError` (provisioner.power.base) for a
         BMC failure; anything else is a bug (the API answers 500 `power-internal`).
         """
+        ...
+
+
+class KernelLogs(Protocol):
+    """What the logs API needs from telemetry: each machine's kernel log ring."""
+
+    def ring(self, machine: str) -> LogRing:
+        """The machine's ring (empty if nothing arrived yet)."""
+        ...
+
+    async def wait_lines(self, machine: str, seen: int, timeout: float) -> list[LogLine]:
+        """Lines after `seen`, waiting up to `timeout` seconds for some to arrive."""
         ...

@@ -28,7 +28,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class WebServer:
-    """The HTTP servers on `[http] listen` and `[api] listen` (a daemon part: start, stop)."""
+    """The HTTP servers on `[http] listen` and `[api] listen` (a daemon part): `port`, `api_port`."""
 
     def __init__(
         self,

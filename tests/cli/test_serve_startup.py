@@ -53,6 +53,8 @@ def _config(tmp_path: Path, **sections: str) -> tuple[Path, int]:
         "dhcp": '[dhcp]\nmode = "off"',
         "trustd": "[trustd]\nenabled = false",
         "api": f'[api]\nlisten = "127.0.0.1:{_free_tcp()}"',
+        # Off: its fixed default ports (4002/4003) would collide between parallel daemons.
+        "telemetry": "[telemetry]\nenabled = false",
     }
     parts.update(sections)
     path = tmp_path / "provisioner.toml"

@@ -118,6 +118,8 @@ def test_installed_command_validates_applies_and_serves(installed: Path, tmp_pat
         "[tftp]\nenabled = false\n"
         f'[http]\nlisten = "127.0.0.1:{port}"\n'
         f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
+        # telemetry on (its generated protobuf code must be in the wheel), on free ports
+        f'[telemetry]\nevents_listen = "127.0.0.1:{free_port()}"\nlogs_listen = "127.0.0.1:{free_port()}"\n'
     )
     cli = installed / "provisioner"
     assert (

@@ -209,7 +209,7 @@ class Daemon:
 PROVISIONER = Path(sys.executable).with_name("provisioner")
 
 
-def daemon_config(base: Path, *, power_timeout_s: float = 8.0) -> tuple[Path, int]:
+def daemon_config(base: Path, *, power_timeout_s: float = 8.0, telemetry: bool = False) -> tuple[Path, int]:
     """A settings file for a loopback-only daemon under `base`; returns (path, API port)."""
     port = free_tcp_port()
     config = base / "provisioner.toml"
@@ -237,6 +237,11 @@ timeout_s = {power_timeout_s}
 retries = 0
 """
     )
+    if not telemetry:
+        # Its fixed default ports (4002/4003) would collide between parallel daemons; a
+        # caller that wants it appends its own [telemetry] section on free ports.
+        with config.open("a") as f:
+            f.write("\n[telemetry]\nenabled = false\n")
     return config, port
 
 

@@ -60,7 +60,10 @@ async def running_daemon(tmp: Path, extra_toml: str = "") -> AsyncIterator[Daemo
         f'[tftp]\nport = {daemon.tftp}\nlisten_address = "127.0.0.1"\nipxe_dir = "{root}"\n'
         f'[http]\nlisten = "127.0.0.1:{daemon.http}"\n'
         f'[api]\nlisten = "127.0.0.1:{free_port()}"\n'  # never the shared default 8081
-        "[trustd]\nenabled = false\n" + extra_toml
+        "[trustd]\nenabled = false\n"
+        # Off unless asked: its fixed default ports (4002/4003) would collide between daemons.
+        + ("" if "[telemetry]" in extra_toml else "[telemetry]\nenabled = false\n")
+        + extra_toml
     )
     with daemon.log.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(

@@ -70,22 +70,33 @@ async def contract_store(contract_url: str, state_dir: Path) -> AsyncIterator[St
         await sql.close()
 
 
-async def put_lease(store: Store, ip: str, mac: str, state: str = "bound") -> None:
+async def put_lease(
+    store: Store,
+    ip: str,
+    mac: str,
+    state: str = "bound",
+    *,
+    machine: str | None = None,
+    expires_in_s: float = 0.0,
+) -> None:
     """A lease row as the DHCP lease store writes it."""
     now = utcnow()
+    expires = now + timedelta(seconds=expires_in_s)
     if isinstance(store, MemoryStore):
         store.leases[ip] = {
             "ip": ip,
             "mac": mac,
             "hostname": "",
             "state": state,
-            "expires_at": None,
-            "machine": None,
+            "expires_at": expires.isoformat(),
+            "machine": machine,
         }
         return
     assert isinstance(store, SqlStore)
     async with store.session() as session:
-        session.add(LeaseRow(ip=ip, mac=mac, state=state, expires_at=now, updated_at=now))
+        session.add(
+            LeaseRow(ip=ip, mac=mac, state=state, expires_at=expires, updated_at=now, machine=machine)
+        )
 
 
 async def put_token(store: Store, machine: str, issued_to: str, *, used_by: str = "") -> None:
@@ -270,6 +281,18 @@ async def test_claims_and_plain_fields(contract_store: Store, tmp_path: Path) ->
     assert m1 is not None and (m1.desired, m1.attempts) == ("provisioned", 2)
     assert [e.kind for e in await store.list_events(machine="m1")] == ["machine.gave_up", "inventory.added"]
     assert not await store.update_machine("nope", desired="provisioned")
+
+
+async def test_leased_addresses_are_bound_unexpired_and_attributed(contract_store: Store) -> None:
+    # telemetry's source attribution (telemetry/service.py): only a live lease names a node
+    store = contract_store
+    await put_lease(store, "10.0.0.100", "52:54:00:00:00:01", machine="m1", expires_in_s=600)
+    await put_lease(store, "10.0.0.101", "52:54:00:00:00:02", machine="m2", expires_in_s=-600)
+    await put_lease(store, "10.0.0.102", "52:54:00:00:00:03", "offered", machine="m3", expires_in_s=600)
+    await put_lease(store, "10.0.0.103", "52:54:00:00:00:04", expires_in_s=600)  # no machine
+    await put_lease(store, "10.0.0.104", "52:54:00:00:00:05", "released", machine="m5", expires_in_s=600)
+    assert await store.leased_addresses(now=utcnow()) == {"10.0.0.100": "m1"}
+    assert await store.leased_addresses(now=utcnow() + timedelta(seconds=601)) == {}
 
 
 async def test_release_machine_releases_only_its_held_leases(contract_store: Store) -> None:

@@ -32,6 +32,24 @@ def _run_events() -> list[dict[str, Any]]:
     ]
 
 
+def _install_run_events() -> list[dict[str, Any]]:
+    """A run whose node sends Talos events: the install stages, and many node.event rows."""
+    events = [
+        *_run_events()[:4],
+        _transition(23, "ConfigServed", "Installing"),
+        _transition(30, "Installing", "Rebooting"),
+        _transition(33, "Rebooting", "BootedFromDisk"),
+        _transition(36, "BootedFromDisk", "Trusted"),
+        _transition(37, "Trusted", "Provisioned"),
+    ]
+    noise = [
+        {"kind": "node.event", "at": (T0 + timedelta(seconds=21 + i / 100)).isoformat(), "data": {}}
+        for i in range(500)
+    ]
+    merged = sorted([*events, *noise], key=lambda e: e["at"])
+    return [{**e, "id": i} for i, e in enumerate(merged, 1)]
+
+
 def test_stage_times_count_the_config_served_stage() -> None:
     times = power.stage_times(_run_events())
     assert times == {"PoweringOn": 2.0, "Netbooting": 18.0, "ConfigServed": 6.0, "Trusted": 1.0}
@@ -51,10 +69,10 @@ class FakeClient:
     def machine(self, name: str) -> dict[str, Any]:
         return {"name": name, "state": "Provisioned", "state_reason": "settled"}
 
-    def machine_events(self, name: str, limit: int) -> dict[str, Any]:
-        assert name == "lab-w1"
-        assert limit > 0
-        return {"items": list(reversed(_run_events()))}  # the API answers newest first
+    def events(self, *, machine: str, kind: str, limit: int) -> dict[str, Any]:
+        assert machine == "lab-w1"
+        items = [e for e in _install_run_events() if e["kind"] == kind]
+        return {"items": list(reversed(items))[:limit]}  # the API answers newest first
 
 
 @pytest.mark.parametrize("terminal", [False, True])
@@ -75,4 +93,16 @@ def test_wait_prints_live_table_then_summary_on_their_own_lines(
     assert lines[summary_top - 1].rstrip().endswith("┘"), lines[summary_top - 1]
     row = next(line for line in lines[summary_top:] if line.startswith("│ lab-w1"))
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
-    assert cells[:7] == ["lab-w1", "Provisioned", "2.0s", "18.0s", "6.0s", "1.0s", "27.0s"], cells
+    # PoweringOn, Netbooting, ConfigServed, Installing, Rebooting, BootedFromDisk, Trusted, TOTAL
+    assert cells[:10] == [
+        "lab-w1",
+        "Provisioned",
+        "2.0s",
+        "18.0s",
+        "3.0s",
+        "7.0s",
+        "3.0s",
+        "3.0s",
+        "1.0s",
+        "37.0s",
+    ], cells

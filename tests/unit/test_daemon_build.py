@@ -36,6 +36,7 @@ async def test_build_wires_every_part_in_start_order(
         "trustd",
         "tftp",
         "dhcp",
+        "telemetry",
         "reconciler",
     ]
     assert opened == []  # nothing bound
@@ -44,16 +45,24 @@ async def test_build_wires_every_part_in_start_order(
     assert daemon.web_runtime.power is daemon.machine_power
     assert daemon.web_runtime.renderer is not None
     assert daemon.web_runtime.machines == daemon.directory.current
-    assert set(daemon.web_runtime.counters()) == {"events", "power", "tftp", "dhcp"}
+    assert set(daemon.web_runtime.counters()) == {"events", "power", "tftp", "dhcp", "telemetry"}
+    # the logs API reads the telemetry part's rings
+    assert daemon.telemetry is not None and daemon.web_runtime.logs is daemon.telemetry.hub
     assert daemon.dhcp is not None and isinstance(daemon.dhcp.service.discovered, DiscoveryRecorder)
 
 
 async def test_disabled_parts_are_not_built(sql: SqlStore, tmp_path: Path) -> None:
     settings = Settings.model_validate(
-        {"state_dir": tmp_path, "dhcp": {"mode": "off"}, "tftp": {"enabled": False}}
+        {
+            "state_dir": tmp_path,
+            "dhcp": {"mode": "off"},
+            "tftp": {"enabled": False},
+            "telemetry": {"enabled": False},
+        }
     )
     daemon = build_daemon(settings, sql, instance="test")
-    assert "dhcp" not in dict(daemon.parts()) and "tftp" not in dict(daemon.parts())
+    assert not {"dhcp", "tftp", "telemetry"} & set(dict(daemon.parts()))
+    assert daemon.web_runtime.logs is None  # the logs API answers 404 telemetry-off
 
 
 def test_architecture_names_are_the_dhcp_modules_rule() -> None:

@@ -51,19 +51,36 @@ def test_expected_table_size_and_key_rules() -> None:
     deprov = {s for (s, sig) in TRANSITIONS if sig == Signal.DEPROVISION}
     assert deprov == set(S) - {S.DISCOVERED, S.DEPROVISIONING}
     # every active stage can fail, and failing never skips to a success state
-    for state in (S.POWERING_ON, S.NETBOOTING, S.CONFIG_SERVED, S.TRUSTED, S.DEPROVISIONING):
+    for state in (
+        S.POWERING_ON,
+        S.NETBOOTING,
+        S.CONFIG_SERVED,
+        S.INSTALLING,
+        S.REBOOTING,
+        S.BOOTED_FROM_DISK,
+        S.TRUSTED,
+        S.DEPROVISIONING,
+    ):
         assert next_state(state, Signal.FAILED) == S.FAILED
     # Provisioned is reachable only from Trusted: "boot from disk" needs proof of install
     assert [k for k, v in TRANSITIONS.items() if v == S.PROVISIONED] == [(S.TRUSTED, Signal.SETTLED)]
     # a retry only leaves Failed
     assert [k for k in TRANSITIONS if k[1] == Signal.RETRY] == [(S.FAILED, Signal.RETRY)]
     assert not is_legal(S.NETBOOTING, Signal.PROVISION)  # no double start of a run
+    # the node's install stages: each moves forward only, and every one can be trusted
+    assert next_state(S.CONFIG_SERVED, Signal.INSTALLING) == S.INSTALLING
+    assert next_state(S.INSTALLING, Signal.INSTALLED) == S.REBOOTING
+    assert next_state(S.REBOOTING, Signal.BOOTED) == S.BOOTED_FROM_DISK
+    assert not is_legal(S.BOOTED_FROM_DISK, Signal.INSTALLING)
+    assert not is_legal(S.PROVISIONED, Signal.INSTALLED)
+    for state in (S.CONFIG_SERVED, S.INSTALLING, S.REBOOTING, S.BOOTED_FROM_DISK):
+        assert next_state(state, Signal.TRUSTED) == S.TRUSTED
     # the web layer's "script fetched" only ever lands in Netbooting, and only from the
     # states whose stage-two answer is an install script (web/policy.py)
     fetched = {s for (s, sig) in TRANSITIONS if sig == Signal.SCRIPT_FETCHED}
     assert fetched == {S.REGISTERED, S.POWERING_ON, S.NETBOOTING}
     assert {TRANSITIONS[(s, Signal.SCRIPT_FETCHED)] for s in fetched} == {S.NETBOOTING}
-    assert len(TRANSITIONS) == 25
+    assert len(TRANSITIONS) == 38
 
 
 def test_retry_backoff_is_bounded() -> None:

@@ -19,6 +19,7 @@ from provisioner.reconciler import (
     PowerOn,
     TrustVerdict,
     after_deprovision,
+    after_node_report,
     after_power_on,
     after_trust,
     decide,
@@ -29,7 +30,17 @@ from provisioner.store.records import BmcInfo, EventRecord, MachineRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T = StageTimeouts(
-    powering_on=10, dhcp=20, script=30, config=40, trust=50, deprovisioning=60, max_attempts=2, retry_base_s=5
+    powering_on=10,
+    dhcp=20,
+    script=30,
+    config=40,
+    trust=50,
+    installing=70,
+    rebooting=80,
+    booted=90,
+    deprovisioning=60,
+    max_attempts=2,
+    retry_base_s=5,
 )
 FAKE_BMC = BmcInfo(driver="fake", address="bmc", port=623, username="u", password_ref="", has_password=False)
 
@@ -82,6 +93,17 @@ def ev(kind: str, after_s: float) -> EventRecord:
         (m("PoweringOn", Desired.PROVISIONED, ago=11), (Fail("PoweringOn took longer than 10s"),)),
         (m("Netbooting", Desired.PROVISIONED, ago=5), (CheckNetboot(T0 - timedelta(seconds=5)),)),
         (m("ConfigServed", Desired.PROVISIONED), (CheckTrust(),)),
+        # the node's own install stages: the trust check still runs, each under its budget
+        (m("Installing", Desired.PROVISIONED, ago=5), (CheckTrust(),)),
+        (m("Installing", Desired.PROVISIONED, ago=71), (Fail("Installing took longer than 70s"),)),
+        (m("Rebooting", Desired.PROVISIONED, ago=79), (CheckTrust(),)),
+        (m("Rebooting", Desired.PROVISIONED, ago=81), (Fail("Rebooting took longer than 80s"),)),
+        (m("BootedFromDisk", Desired.PROVISIONED, ago=5), (CheckTrust(),)),
+        (m("BootedFromDisk", Desired.PROVISIONED, ago=91), (Fail("BootedFromDisk took longer than 90s"),)),
+        (
+            m("Installing", Desired.DEPROVISIONED),
+            (Move(Signal.DEPROVISION, "deprovision requested", {"attempts": 1}),),
+        ),
         (
             m("Trusted", Desired.PROVISIONED),
             (Move(Signal.SETTLED, "installed and trusted", {"installed": True, "desired": "provisioned"}),),
@@ -111,6 +133,27 @@ def test_a_failed_deprovision_retries_as_a_deprovision() -> None:
     assert decide(failed, T0, T) == (
         Move(Signal.DEPROVISION, f"retry 2 after: {DEPROVISIONING_FAILED}x", {"attempts": 2}),
     )
+
+
+@pytest.mark.parametrize(
+    ("state", "signal", "action"),
+    [
+        ("ConfigServed", Signal.INSTALLING, Move(Signal.INSTALLING, "node reports: x", {})),
+        ("Installing", Signal.INSTALLED, Move(Signal.INSTALLED, "node reports: x", {"installed": True})),
+        ("ConfigServed", Signal.INSTALLED, Move(Signal.INSTALLED, "node reports: x", {"installed": True})),
+        ("Rebooting", Signal.BOOTED, Move(Signal.BOOTED, "node reports: x", {})),
+        ("Installing", None, Fail("node reports: x")),
+        ("BootedFromDisk", None, Fail("node reports: x")),
+        # late or repeated reports change nothing
+        ("BootedFromDisk", Signal.INSTALLING, None),
+        ("Provisioned", Signal.INSTALLED, None),
+        ("Netbooting", Signal.BOOTED, None),
+        ("Provisioned", None, None),  # an error after the run is not the run's failure
+        ("Netbooting", None, None),
+    ],
+)
+def test_after_node_report(state: str, signal: Signal | None, action: object) -> None:
+    assert after_node_report(m(state, Desired.PROVISIONED), signal, "x") == action
 
 
 def test_netboot_verdict_names_the_stalled_step() -> None:

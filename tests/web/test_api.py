@@ -79,6 +79,8 @@ async def test_openapi_is_public(env: Env, http: aiohttp.ClientSession) -> None:
     } | {
         "/api/v1/machines/{name}",
         "/api/v1/machines/{name}/events",
+        "/api/v1/machines/{name}/logs",
+        "/api/v1/machines/{name}/logs/stream",
         "/api/v1/machines/{name}/provision",
         "/api/v1/machines/{name}/deprovision",
         "/api/v1/machines/{name}/reprovision",

@@ -43,7 +43,11 @@ async def test_install_script_issues_token_and_moves_to_netbooting(
     await env.refresh()
     text = await script(http, env, mac=hexhyp(MAC1), uuid=UUID1, arch="x86_64", platform="pcbios")
     assert f"kernel {env.base}/assets/talos/kernel " in text
-    assert " net.ifnames=0 x.y=1 talos.config=" in text
+    # then the telemetry arguments ([telemetry] defaults: the [http] host, ports 4002/4003)
+    assert (
+        " net.ifnames=0 x.y=1 talos.events.sink=127.0.0.1:4002"
+        " talos.logging.kernel=tcp://127.0.0.1:4003 talos.config=" in text
+    )
     assert "initrd=" not in text
     token = re.search(r"config\?t=([^&\s]+)", text)
     assert token is not None

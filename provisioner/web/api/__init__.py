@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provisioner.web.api import assets, clusters, events, machines, openapi
+from provisioner.web.api import assets, clusters, events, logs, machines, openapi
 
 __all__ = ["routes"]
 
@@ -14,6 +14,7 @@ def routes() -> list[web.RouteDef]:
     return [
         *openapi.routes(),
         *machines.routes(),
+        *logs.routes(),
         *clusters.routes(),
         *assets.routes(),
         *events.routes(),

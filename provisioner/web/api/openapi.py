@@ -208,6 +208,18 @@ SCHEMAS: dict[str, Schema] = {
     "ClusterList": _items("Cluster"),
     "AssetSetList": _items("AssetSet"),
     "EventPage": _items("Event", paged=True),
+    "LogLine": _obj(
+        {
+            "received": _s("number"),
+            "time": _s("string"),
+            "level": _s("string"),
+            "facility": _s("string"),
+            "priority": _s("string"),
+            "seq": _s("integer", nullable=True),
+            "msg": _s("string"),
+        }
+    ),
+    "LogPage": _obj({"items": {"type": "array", "items": _ref("LogLine")}, "total": _s("integer")}),
     "LeaseList": _items("Lease"),
     "DiscoveredList": _items("Discovered"),
 }
@@ -221,7 +233,7 @@ _ERRORS = {
     "409": "conflict (in use, no BMC)",
     "500": "a bug in the power service (reason `power-internal`)",
     "502": "the BMC call failed (`reason` says why)",
-    "503": "the power service is not running",
+    "503": "the service is not running (power)",
 }
 
 
@@ -234,6 +246,12 @@ def _op(summary: str, ok: str, schema: str | None, errors: tuple[str, ...], **mo
     for code in ("400", "401", *errors):
         responses[code] = {"description": _ERRORS[code], **(_BMC_ERR if code in {"500", "502"} else _ERR)}
     return {"summary": summary, "responses": responses, **more}
+
+
+def _ndjson(op: Schema, schema: str) -> Schema:
+    """`op` answering 200 with a stream of newline-delimited JSON `schema` objects."""
+    op["responses"]["200"]["content"] = {"application/x-ndjson": {"schema": _ref(schema)}}
+    return op
 
 
 def _path_name(pattern: str = NAME_PATTERN) -> Schema:
@@ -278,6 +296,35 @@ PATHS: dict[str, Schema] = {
             "EventPage",
             ("404",),
             parameters=[_path_name(), _LIMIT, _BEFORE],
+        )
+    },
+    "/api/v1/machines/{name}/logs": {
+        "get": _op(
+            "The node's kernel log (Talos talos.logging.kernel / KmsgLogConfig), oldest first",
+            "200",
+            "LogPage",
+            ("404",),
+            parameters=[
+                _path_name(),
+                _query("limit", _s("integer", minimum=1, maximum=1_000_000), "newest lines (default 500)"),
+            ],
+        )
+    },
+    "/api/v1/machines/{name}/logs/stream": {
+        "get": _ndjson(
+            _op(
+                "Follow the kernel log: NDJSON LogLine objects, the newest `limit` first, "
+                "then each new line as it arrives, until the client leaves or `max_s` passes",
+                "200",
+                None,
+                ("404",),
+                parameters=[
+                    _path_name(),
+                    _query("limit", _s("integer", minimum=0, maximum=1_000_000), "lines of history (100)"),
+                    _query("max_s", _s("integer", minimum=1, maximum=86_400), "end the stream after (3600)"),
+                ],
+            ),
+            "LogLine",
         )
     },
     "/api/v1/machines/{name}/provision": {
