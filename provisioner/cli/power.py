@@ -166,7 +166,7 @@ def _live_table(machines: list[dict[str, Any]], started: float) -> Table:
 # machine.transition; counting only the latter folded ConfigServed into Netbooting.
 _STATE_EVENTS = {"config.served": "ConfigServed"}
 # The stages of one run, in order; the install stages are timed only when the node sends
-# Talos events (docs/lifecycle.md), else they show "-".
+# Talos events (docs/lifecycle.md); with no such events their columns are left out.
 _STAGES = (
     "PoweringOn",
     "Netbooting",
@@ -176,6 +176,7 @@ _STAGES = (
     "BootedFromDisk",
     "Trusted",
 )
+_INSTALL_STAGES = frozenset({"Installing", "Rebooting", "BootedFromDisk"})
 
 
 def _entered(event: dict[str, Any]) -> str | None:
@@ -196,7 +197,7 @@ def stage_times(events: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
-    table = Table("MACHINE", "STATE", *_STAGES, "TOTAL", "REASON")
+    rows: list[tuple[str, dict[str, Any], dict[str, float]]] = []
     for name in names:
         m = client.machine(name)
         # Only the state changes: a Talos node's own events (node.event) are many.
@@ -215,13 +216,17 @@ def _summary(client: Any, names: list[str]) -> None:  # noqa: ANN401
             and e["data"].get("to") == "PoweringOn"
         ]
         run = events[starts[-1] :] if starts else events
-        times = stage_times(run)
-        total = sum(times.values())
+        rows.append((name, m, stage_times(run)))
+    # The install stages exist only for nodes that send Talos events (docs/lifecycle.md): a
+    # column no machine passed through is left out rather than shown as "-" for everyone.
+    stages = [s for s in _STAGES if s not in _INSTALL_STAGES or any(s in t for _, _, t in rows)]
+    table = Table("MACHINE", "STATE", *stages, "TOTAL", "REASON")
+    for name, m, times in rows:
         table.add_row(
             safe(name),
             safe(m["state"]),
-            *(f"{times[s]:.1f}s" if s in times else "-" for s in _STAGES),
-            f"{total:.1f}s",
+            *(f"{times[s]:.1f}s" if s in times else "-" for s in stages),
+            f"{sum(times.values()):.1f}s",
             safe(m.get("state_reason") or ""),
         )
     console.print(table)

@@ -50,8 +50,15 @@ TALOS_DEFAULT_ARGS = (
 CONSOLE_ARGS = {"amd64": ("console=ttyS0", "console=tty0"), "arm64": ("console=ttyAMA0",)}
 MAX_CMDLINE = 4096  # Talos's documented kernel command line limit
 EFI_INITRD_NAME = "initramfs.xz"
-RESERVED_KEYS = frozenset({"talos.config", "talos.platform", "initrd"})
+RESERVED_KEYS = frozenset({"talos.config", "talos.platform", "initrd", "talos.experimental.wipe"})
 """Arguments only we set: an inventory entry cannot redirect the config download."""
+INSTALL_WIPE = "talos.experimental.wipe=system"
+"""On every install boot. Talos loads a config from an installed disk's STATE before it looks
+at `talos.config=` (its LoadConfig), so a reprovisioned machine would boot its old config
+and never fetch the new one. Talos runs its wipeDisks phase before loading any config
+(v1alpha1_sequencer.go), so with this argument it resets the system disk's partitions, then
+fetches. An install script only goes to a machine inside its provisioning window, and the
+install overwrites the system disk anyway, so a first install loses nothing."""
 DASHBOARD_OFF = "talos.dashboard.disabled=1"
 
 # One kernel argument: printable ASCII without the characters iPXE or a shell would act on.
@@ -130,7 +137,8 @@ def kernel_cmdline(
     Order: `initrd=` (EFI stub only), Talos's required and default arguments, the console,
     the asset set's own cmdline, then each extra list (cluster, then machine), then the
     telemetry arguments (`talos.events.sink=`, `talos.logging.kernel=`: ours, so reserved
-    while set), then `talos.config`. Exact duplicates are dropped; every argument is checked.
+    while set), then `talos.experimental.wipe=system` (INSTALL_WIPE), then `talos.config`.
+    Exact duplicates are dropped; every argument is checked.
     """
     reserved = RESERVED_KEYS | {arg.split("=", 1)[0] for arg in telemetry}
     args: list[str] = [f"initrd={EFI_INITRD_NAME}"] if efi else []
@@ -149,6 +157,7 @@ def kernel_cmdline(
                 raise IpxeError(msg)
         args += group
     args += telemetry
+    args.append(INSTALL_WIPE)
     if needs_dashboard and DASHBOARD_OFF in args:
         # The operator types the per-boot code on Talos's dashboard; without it the
         # machine would wait for `${code}` forever.

@@ -106,3 +106,24 @@ def test_wait_prints_live_table_then_summary_on_their_own_lines(
         "1.0s",
         "37.0s",
     ], cells
+
+
+class SilentNodeClient(FakeClient):
+    """A node that sends no Talos events: ConfigServed -> Trusted directly."""
+
+    def events(self, *, machine: str, kind: str, limit: int) -> dict[str, Any]:
+        items = [{**e, "id": i} for i, e in enumerate(_run_events(), 1) if e["kind"] == kind]
+        return {"items": list(reversed(items))[:limit]}
+
+
+def test_summary_leaves_out_install_stages_no_machine_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(power, "console", Console(file=out, width=160, color_system=None))
+    power._summary(SilentNodeClient(), ["lab-w1"])
+    text = out.getvalue()
+    header = next(line for line in text.splitlines() if "ConfigServed" in line)
+    assert "Installing" not in header and "BootedFromDisk" not in header
+    row = next(line for line in text.splitlines() if line.startswith("│ lab-w1"))
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    # PoweringOn, Netbooting, ConfigServed, Trusted, TOTAL: every stage it went through has a time
+    assert cells[:7] == ["lab-w1", "Provisioned", "2.0s", "18.0s", "6.0s", "1.0s", "27.0s"], cells

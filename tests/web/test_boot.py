@@ -46,7 +46,7 @@ async def test_install_script_issues_token_and_moves_to_netbooting(
     # then the telemetry arguments ([telemetry] defaults: the [http] host, ports 4002/4003)
     assert (
         " net.ifnames=0 x.y=1 talos.events.sink=127.0.0.1:4002"
-        " talos.logging.kernel=tcp://127.0.0.1:4003 talos.config=" in text
+        " talos.logging.kernel=tcp://127.0.0.1:4003 talos.experimental.wipe=system talos.config=" in text
     )
     assert "initrd=" not in text
     token = re.search(r"config\?t=([^&\s]+)", text)
