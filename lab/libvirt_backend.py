@@ -37,7 +37,6 @@ import jinja2
 
 from lab.errors import LabError
 from lab.machines import Machine, lab_machines
-from lab.vm import create_disk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,8 +132,8 @@ def vbmc_venv() -> Path:
     return Path(os.environ.get("LAB_VBMC_VENV", str(REPO / "var" / "vbmc-venv")))
 
 
-def domain_xml(machine: Machine, *, bridge: str, serial_log: Path, memory_mib: int, disk: Path) -> str:
-    """Render ``templates/lab/domain.xml.j2`` for ``machine`` (its system disk: ``disk``)."""
+def domain_xml(machine: Machine, *, bridge: str, serial_log: Path, memory_mib: int) -> str:
+    """Render ``templates/lab/domain.xml.j2`` for ``machine``."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -147,7 +146,6 @@ def domain_xml(machine: Machine, *, bridge: str, serial_log: Path, memory_mib: i
         serial_log=str(serial_log),
         memory_mib=memory_mib,
         emulator=EMULATOR,
-        disk=str(disk),
     )
 
 
@@ -282,11 +280,8 @@ def start(
     for machine in machines:
         xml = libvirt_dir(state_dir) / f"{machine.name}.xml"
         serial_log = state_dir / f"{machine.name}.serial.log"
-        # The same system disk the qemu backend gives (lab/vm.py): the node installs to it.
-        disk = state_dir / f"{machine.name}.disk.qcow2"
-        create_disk(disk)
         xml.write_text(
-            domain_xml(machine, bridge=state.bridge, serial_log=serial_log, memory_mib=memory_mib, disk=disk),
+            domain_xml(machine, bridge=state.bridge, serial_log=serial_log, memory_mib=memory_mib),
             encoding="utf-8",
         )
         proc = virsh(state_dir, "define", str(xml))

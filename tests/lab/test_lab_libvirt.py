@@ -73,21 +73,13 @@ def test_domain_xml_follows_the_recipe() -> None:
     """Pure: the template renders the recipe in docs/testing.md for a machine."""
     machine = lab_machines(2)[1]
     text = libvirt_backend.domain_xml(
-        machine,
-        bridge="labbr0",
-        serial_log=Path("/s/lab-w1.serial.log"),
-        memory_mib=256,
-        disk=Path("/s/lab-w1.disk.qcow2"),
+        machine, bridge="labbr0", serial_log=Path("/s/lab-w1.serial.log"), memory_mib=256
     )
     dom = ET.fromstring(text)  # noqa: S314 - our own template's output
     assert dom.get("type") == "qemu"
     assert dom.findtext("name") == "lab-w1"
     assert dom.findtext("uuid") == machine.uuid
-    # network first, then the system disk the node installs to (as the qemu backend)
-    assert [b.get("dev") for b in dom.findall("os/boot")] == ["network", "hd"]
-    disk = dom.find("devices/disk")
-    assert disk.find("source").get("file") == "/s/lab-w1.disk.qcow2"
-    assert disk.find("target").get("dev") == "vda"
+    assert dom.find("os/boot").get("dev") == "network"
     assert dom.find("os/bios").get("useserial") == "yes"
     assert dom.find("features/acpi") is not None and dom.find("features/apic") is not None
     nic = dom.find("devices/interface")
