@@ -27,7 +27,8 @@ def test_telemetry_args_are_reserved_while_set() -> None:
         arch="amd64", efi=False, asset_cmdline="", extra=[], talos_config="u", telemetry=telemetry
     )
     assert line.endswith(
-        " talos.events.sink=10.77.0.1:4002 talos.logging.kernel=tcp://10.77.0.1:4003 talos.config=u"
+        " talos.events.sink=10.77.0.1:4002 talos.logging.kernel=tcp://10.77.0.1:4003"
+        " talos.experimental.wipe=system talos.config=u"
     )
     with pytest.raises(IpxeError, match="set by the provisioner"):
         kernel_cmdline(
