@@ -9,12 +9,12 @@ Consumers receive `current` (a `Callable[[], MachineIndex]`), never this class.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Protocol
 
 from provisioner.matching import MachineIndex
 from provisioner.store.records import MachineRecord
+from provisioner.tasks import cancel_and_wait
 
 __all__ = ["MACHINE_INDEX_REFRESH_S", "MachineDirectory", "MachineLister"]
 
@@ -57,11 +57,8 @@ class MachineDirectory:
 
     async def stop(self) -> None:
         """Stop reloading."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

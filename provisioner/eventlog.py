@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.eventagg import Aggregator
 from provisioner.events import Event, Severity, utcnow
+from provisioner.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from provisioner.settings import EventsSettings
@@ -102,11 +103,8 @@ class DatabaseEventSink:
         if self._aggregator is not None:
             for summary in self._aggregator.drain():
                 self._enqueue(summary)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self.flush()
 
     async def flush(self) -> None:

@@ -28,7 +28,6 @@ the cost of a durable commit (an fsync) is shared (docs/threats.md G1).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -38,6 +37,7 @@ from typing import Protocol, runtime_checkable
 from provisioner.dhcp.allocate import sanitize_hostname
 from provisioner.dhcp.book import Lease, LeaseState
 from provisioner.model import normalize_mac
+from provisioner.tasks import cancel_and_wait
 
 __all__ = [
     "BrokenLeaseStore",
@@ -179,11 +179,8 @@ class GroupCommitter:
 
     async def stop(self) -> None:
         """Flush what is queued and stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self._queue:
             await self._flush(self._queue, _now())
             self._queue = []

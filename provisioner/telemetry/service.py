@@ -20,6 +20,7 @@ from provisioner.events import EventSink
 from provisioner.lifecycle import Signal
 from provisioner.matching import MachineIndex
 from provisioner.startup import StartupError, check_tcp_bindable, os_problem
+from provisioner.tasks import cancel_and_wait
 from provisioner.telemetry.hub import TelemetryHub
 from provisioner.telemetry.listeners import EventSinkServer, KmsgServer
 from provisioner.telemetry.progress import NodeSignal, Reading
@@ -173,10 +174,7 @@ class TelemetryPart:
 
     async def stop(self) -> None:
         """Stop the address refresh and both listeners."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self._logs.stop()
         await self._sink.stop()

@@ -22,6 +22,7 @@ from typing import Any
 from provisioner.events import utcnow
 from provisioner.store.base import Store
 from provisioner.store.records import EventRecord, MachineRecord
+from provisioner.tasks import cancel_and_wait
 
 __all__ = ["ChangeFeed", "FeedSource", "Message", "store_source"]
 
@@ -114,11 +115,8 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         """Stop polling and end every open stream."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         for queue in list(self._subscribers):
             self._offer(queue, None)
 
